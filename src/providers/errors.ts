@@ -1,0 +1,71 @@
+/**
+ * Typed provider errors whose messages say what failed and what to do.
+ *
+ * The MCP layer returns these as `isError` tool results and the CLI prints
+ * them without a stack trace; every class keeps the underlying `cause`.
+ *
+ * @module
+ */
+
+import { RuneError } from "../errors.ts";
+
+/** Base class of every error a provider raises for a failed upstream call. */
+export class ProviderError extends RuneError {}
+
+/** The backend cannot be reached at all (refused, DNS, reset before a reply). */
+export class ProviderUnreachableError extends ProviderError {}
+
+/** The requested model is not available on the backend. */
+export class ModelNotFoundError extends ProviderError {
+  /** Create the error for `model`; `message` says how to get it. */
+  constructor(readonly model: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** The model exists but lacks a capability the request needs. */
+export class CapabilityError extends ProviderError {
+  /** Create the error for `model` lacking `capability`. */
+  constructor(
+    readonly model: string,
+    readonly capability: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The backend answered with an error (HTTP status or an error line in a stream). */
+export class UpstreamError extends ProviderError {
+  /** Create the error; `status` is the HTTP status (200 for in-stream errors). */
+  constructor(
+    readonly status: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The connection closed in the middle of a streamed reply. */
+export class ConnectionDroppedError extends ProviderError {}
+
+/** The backend replied with something that is not the expected JSON. */
+export class InvalidResponseError extends ProviderError {}
+
+/** Which deadline of a call expired. */
+export type TimeoutPhase = "connect" | "first-token" | "idle" | "total";
+
+/** A call took longer than one of its configured deadlines. */
+export class ProviderTimeoutError extends ProviderError {
+  /** Create the error for the expired `phase` after `ms` milliseconds. */
+  constructor(
+    readonly phase: TimeoutPhase,
+    readonly ms: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Incremental NDJSON parsing over web streams with a bounded line length.
+ *
+ * Bytes are decoded with `TextDecoderStream`, split into lines as they
+ * arrive, and each non-empty line is parsed as JSON. A line longer than the
+ * bound fails the stream instead of growing a buffer without limit.
+ *
+ * @module
+ */
+
+import { InvalidResponseError } from "./errors.ts";
+
+/** Default bound on one NDJSON line: 16 MiB of text (large embeddings fit). */
+export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024 * 1024;
+
+/** Options for {@linkcode splitLines} and {@linkcode parseNdjson}. */
+export interface LineOptions {
+  /** Longest accepted line in UTF-16 code units; default {@linkcode DEFAULT_MAX_LINE_LENGTH}. */
+  maxLineLength?: number;
+}
+
+/** Thrown when a line exceeds the configured bound. */
+export class LineTooLongError extends InvalidResponseError {}
+
+/**
+ * A `TransformStream` that splits text into lines (without the `\n` or a
+ * trailing `\r`), keeping at most `maxLineLength` characters buffered.
+ */
+export function splitLines(
+  options: LineOptions = {},
+): TransformStream<string, string> {
+  const max = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
+  let pending = "";
+  const emit = (
+    line: string,
+    controller: TransformStreamDefaultController<string>,
+  ) => {
+    controller.enqueue(line.endsWith("\r") ? line.slice(0, -1) : line);
+  };
+  return new TransformStream<string, string>({
+    transform(text, controller) {
+      let start = 0;
+      let newline = text.indexOf("\n");
+      while (newline !== -1) {
+        const line = pending + text.slice(start, newline);
+        pending = "";
+        if (line.length > max) throw tooLong(max);
+        emit(line, controller);
+        start = newline + 1;
+        newline = text.indexOf("\n", start);
+      }
+      pending += text.slice(start);
+      if (pending.length > max) throw tooLong(max);
+    },
+    flush(controller) {
+      if (pending.length > 0) emit(pending, controller);
+      pending = "";
+    },
+  });
+}
+
+function tooLong(max: number): LineTooLongError {
+  return new LineTooLongError(
+    `A reply line is longer than ${max} characters: the server is not speaking NDJSON, or raise the line limit.`,
+  );
+}
+
+/**
+ * Parses an NDJSON byte stream into JSON values as lines arrive.
+ *
+ * The returned iterator cancels `body` when the consumer stops early (a
+ * `break`, a thrown error or an abort), so the upstream connection closes.
+ * A line that is not JSON raises {@linkcode InvalidResponseError}.
+ */
+export async function* parseNdjson(
+  body: ReadableStream<Uint8Array>,
+  options: LineOptions = {},
+): AsyncGenerator<unknown, void, undefined> {
+  const lines = body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(splitLines(options));
+  const reader = lines.getReader();
+  let finished = false;
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) {
+        finished = true;
+        return;
+      }
+      if (value.trim() === "") continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(value);
+      } catch (cause) {
+        throw new InvalidResponseError(
+          `Received a line that is not JSON: ${preview(value)}`,
+          { cause },
+        );
+      }
+      yield parsed;
+    }
+  } finally {
+    // Cancelling the piped stream cancels the HTTP body: the server sees the close.
+    if (!finished) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
+/** The first characters of `text`, for error messages. */
+export function preview(text: string, length = 80): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return JSON.stringify(
+    flat.length > length ? flat.slice(0, length) + "…" : flat,
+  );
+}

@@ -1,0 +1,244 @@
+/**
+ * The provider-neutral interface that every model backend implements.
+ *
+ * Ollama is the first implementation; Anthropic Claude and OpenAI-compatible
+ * servers fit the same shape, so the MCP and CLI layers never see a wire
+ * format. Every call takes an `AbortSignal`; streaming calls return an async
+ * iterable of {@linkcode Chunk}s that ends with a `done` chunk carrying the
+ * {@linkcode FinalResult}.
+ *
+ * @module
+ */
+
+/** What a model (or a provider) can do. */
+export interface Capabilities {
+  /** Text generation (`generate`/`chat`). */
+  completion: boolean;
+  /** Tokens are streamed as they are produced. */
+  streaming: boolean;
+  /** Accepts images in prompts or messages. */
+  vision: boolean;
+  /** Tool (function) calling in chat. */
+  tools: boolean;
+  /** Produces embeddings. */
+  embeddings: boolean;
+  /** Emits separate reasoning ("thinking") text. */
+  thinking: boolean;
+}
+
+/** A function the model may call during chat. */
+export interface ToolDefinition {
+  /** Function name, as the model will call it. */
+  name: string;
+  /** What the function does, for the model. */
+  description?: string;
+  /** JSON Schema of the arguments object. */
+  parameters?: Record<string, unknown>;
+}
+
+/** A tool call the model produced. */
+export interface ToolCall {
+  /** Name of the called function. */
+  name: string;
+  /** Arguments as a JSON object. */
+  arguments: Record<string, unknown>;
+}
+
+/** One chat message. */
+export interface Message {
+  /** Who speaks. */
+  role: "system" | "user" | "assistant" | "tool";
+  /** The text of the message. */
+  content: string;
+  /** Base64-encoded images (without a data: prefix). */
+  images?: string[];
+  /** Tool calls made by the assistant. */
+  toolCalls?: ToolCall[];
+  /** For `tool` messages: the name of the tool whose result this is. */
+  toolName?: string;
+  /** Reasoning text of an earlier assistant turn. */
+  thinking?: string;
+}
+
+/** Sampling and context options common to all providers. */
+export interface ModelOptions {
+  /** Sampling temperature. */
+  temperature?: number;
+  /** Nucleus sampling cut-off. */
+  topP?: number;
+  /** Top-k sampling cut-off. */
+  topK?: number;
+  /** Seed for reproducible output. */
+  seed?: number;
+  /** Maximum number of tokens to generate. */
+  maxTokens?: number;
+  /** Sequences that stop generation. */
+  stop?: string[];
+  /** Context window size in tokens. */
+  contextLength?: number;
+}
+
+/** Output format: free text, any JSON, or JSON matching a schema. */
+export type OutputFormat = "json" | Record<string, unknown>;
+
+/** Fields shared by `generate` and `chat` requests. */
+export interface CompletionRequest {
+  /** Model name, e.g. `llama3.2`. */
+  model: string;
+  /** Constrain the output to JSON or to a JSON Schema. */
+  format?: OutputFormat;
+  /** Sampling options. */
+  options?: ModelOptions;
+  /** Ask for (or turn off) separate reasoning output. */
+  think?: boolean;
+  /** How long the backend keeps the model loaded, e.g. `"5m"` or seconds. */
+  keepAlive?: string | number;
+}
+
+/** A single-prompt completion request. */
+export interface GenerateRequest extends CompletionRequest {
+  /** The prompt. */
+  prompt: string;
+  /** System prompt. */
+  system?: string;
+  /** Base64-encoded images. */
+  images?: string[];
+}
+
+/** A multi-turn chat request. */
+export interface ChatRequest extends CompletionRequest {
+  /** The conversation so far. */
+  messages: Message[];
+  /** Functions the model may call. */
+  tools?: ToolDefinition[];
+}
+
+/** An embedding request for one text or a batch. */
+export interface EmbedRequest {
+  /** Embedding model name. */
+  model: string;
+  /** Text or texts to embed. */
+  input: string | string[];
+  /** Truncate inputs that exceed the context length (default true). */
+  truncate?: boolean;
+  /** How long the backend keeps the model loaded. */
+  keepAlive?: string | number;
+}
+
+/** Token counts and timings of a finished call. */
+export interface Usage {
+  /** Tokens in the prompt. */
+  promptTokens?: number;
+  /** Tokens generated. */
+  completionTokens?: number;
+  /** Total wall time in milliseconds. */
+  totalMs?: number;
+  /** Model load time in milliseconds. */
+  loadMs?: number;
+  /** Prompt evaluation time in milliseconds. */
+  promptMs?: number;
+  /** Generation time in milliseconds. */
+  generationMs?: number;
+}
+
+/** The outcome of a finished `generate` or `chat` call. */
+export interface FinalResult {
+  /** Model that answered. */
+  model: string;
+  /** The whole generated text. */
+  text: string;
+  /** The whole reasoning text, if any. */
+  thinking?: string;
+  /** Tool calls the model made. */
+  toolCalls: ToolCall[];
+  /** Why generation stopped: `stop`, `length`, ... */
+  doneReason: string;
+  /** Token counts and durations. */
+  usage: Usage;
+}
+
+/** One piece of a streamed completion. */
+export type Chunk =
+  | { type: "text"; text: string }
+  | { type: "thinking"; text: string }
+  | { type: "tool_calls"; toolCalls: ToolCall[] }
+  | { type: "done"; result: FinalResult };
+
+/** The result of an embedding call. */
+export interface EmbedResult {
+  /** Model that answered. */
+  model: string;
+  /** One vector per input, in input order. */
+  embeddings: number[][];
+  /** Token counts and durations. */
+  usage: Usage;
+}
+
+/** A model the provider can serve. */
+export interface ModelInfo {
+  /** Full name, e.g. `llama3.2:latest`. */
+  name: string;
+  /** Size on disk in bytes. */
+  size?: number;
+  /** Model family, e.g. `llama`. */
+  family?: string;
+  /** Parameter count as text, e.g. `3.2B`. */
+  parameterSize?: string;
+  /** Quantization, e.g. `Q4_K_M`. */
+  quantization?: string;
+  /** Last modification time (ISO 8601). */
+  modifiedAt?: string;
+  /** Capabilities, when the provider knows them. */
+  capabilities?: Capabilities;
+}
+
+/** Details of one model, from the provider's "show" call. */
+export interface ModelDetails extends ModelInfo {
+  /** Capabilities of this model. */
+  capabilities: Capabilities;
+  /** Context length the model was trained with, if known. */
+  contextLength?: number;
+  /** Provider-specific extras (template, parameters, license...). */
+  extra: Record<string, unknown>;
+}
+
+/** Per-call options accepted by every provider method. */
+export interface CallOptions {
+  /** Aborts the call and cancels the upstream request. */
+  signal?: AbortSignal;
+}
+
+/** The interface every model backend implements. */
+export interface Provider {
+  /** Short id used in tool names and flags, e.g. `ollama`. */
+  readonly id: string;
+  /** Human-readable address of the backend, for messages and `/healthz`. */
+  readonly address: string;
+  /** What this provider supports at all. */
+  capabilities(): Capabilities;
+  /** Lists the models available. */
+  listModels(options?: CallOptions): Promise<ModelInfo[]>;
+  /** Details and capabilities of one model. */
+  showModel(model: string, options?: CallOptions): Promise<ModelDetails>;
+  /** Streams a completion of one prompt. */
+  generate(
+    request: GenerateRequest,
+    options?: CallOptions,
+  ): AsyncIterable<Chunk>;
+  /** Streams the next assistant turn of a chat. */
+  chat(request: ChatRequest, options?: CallOptions): AsyncIterable<Chunk>;
+  /** Embeds one text or a batch. */
+  embed(request: EmbedRequest, options?: CallOptions): Promise<EmbedResult>;
+  /** Checks the backend answers; resolves to its version text. */
+  ping(options?: CallOptions): Promise<string>;
+}
+
+/** Collects a chunk stream into its final result (for non-streaming callers). */
+export async function collect(
+  chunks: AsyncIterable<Chunk>,
+): Promise<FinalResult> {
+  for await (const chunk of chunks) {
+    if (chunk.type === "done") return chunk.result;
+  }
+  throw new Error("Chunk stream ended without a final result");
+}
