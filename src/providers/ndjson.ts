@@ -17,6 +17,11 @@ export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024 * 1024;
 export interface LineOptions {
   /** Longest accepted line in UTF-16 code units; default {@linkcode DEFAULT_MAX_LINE_LENGTH}. */
   maxLineLength?: number;
+  /**
+   * Called for each line over the bound; the line is then skipped without
+   * buffering its rest. Without it an oversized line fails the stream.
+   */
+  onTooLong?: () => void;
 }
 
 /** Thrown when a line exceeds the configured bound. */
@@ -26,15 +31,18 @@ export class LineTooLongError extends InvalidResponseError {}
  * A `TransformStream` that splits text into lines (without the `\n` or a
  * trailing `\r`), keeping at most `maxLineLength` characters buffered.
  */
-export function splitLines(
-  options: LineOptions = {},
-): TransformStream<string, string> {
+export function splitLines(options: LineOptions = {}): TransformStream<string, string> {
   const max = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
   let pending = "";
-  const emit = (
-    line: string,
-    controller: TransformStreamDefaultController<string>,
-  ) => {
+  // True while skipping the rest of an oversized line.
+  let skipping = false;
+  const overflow = () => {
+    if (!options.onTooLong) throw tooLong(max);
+    options.onTooLong();
+    pending = "";
+    skipping = true;
+  };
+  const emit = (line: string, controller: TransformStreamDefaultController<string>) => {
     controller.enqueue(line.endsWith("\r") ? line.slice(0, -1) : line);
   };
   return new TransformStream<string, string>({
@@ -42,18 +50,29 @@ export function splitLines(
       let start = 0;
       let newline = text.indexOf("\n");
       while (newline !== -1) {
-        const line = pending + text.slice(start, newline);
-        pending = "";
-        if (line.length > max) throw tooLong(max);
-        emit(line, controller);
+        if (skipping) {
+          skipping = false;
+        } else {
+          const line = pending + text.slice(start, newline);
+          pending = "";
+          if (line.length > max) {
+            overflow();
+            // The newline ends the oversized line: nothing more to skip.
+            skipping = false;
+          } else {
+            emit(line, controller);
+          }
+        }
         start = newline + 1;
         newline = text.indexOf("\n", start);
       }
-      pending += text.slice(start);
-      if (pending.length > max) throw tooLong(max);
+      if (!skipping) {
+        pending += text.slice(start);
+        if (pending.length > max) overflow();
+      }
     },
     flush(controller) {
-      if (pending.length > 0) emit(pending, controller);
+      if (pending.length > 0 && !skipping) emit(pending, controller);
       pending = "";
     },
   });

@@ -1,0 +1,370 @@
+/**
+ * `rune ai list|show|generate|chat|embed`: the provider from a terminal or
+ * a script. Text streams to stdout as tokens arrive; `--json` prints one
+ * JSON document (per turn, for chat) for scripts instead.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { RuneError, UsageError } from "../errors.ts";
+import { chatContent, embedContent, generateContent, listModelsContent } from "../mcp/tools.ts";
+import { splitLines } from "../providers/ndjson.ts";
+import type { Chunk, FinalResult, Message, ModelOptions, Provider } from "../providers/types.ts";
+import { type Io, startSpinner, style } from "./output.ts";
+import { parseFlags, PROVIDER_FLAGS_HELP, providerFlags, providersFromFlags } from "./options.ts";
+
+/** Help for `rune ai`. */
+export const AI_HELP = `Usage: rune ai <command> [options]
+
+Commands:
+  list                       list installed models
+  show MODEL                 details and capabilities of a model
+  generate PROMPT --model M  complete a prompt (PROMPT from stdin when omitted)
+  chat --model M             chat; interactive on a terminal (/exit to quit),
+                             otherwise one user turn per stdin line
+  embed TEXT... --model M    print one embedding vector per TEXT
+
+Options:
+  -m, --model NAME      model to use (default: $RUNE_MODEL)
+  -s, --system TEXT     system prompt (generate, chat)
+  -i, --image FILE      attach an image, repeatable (generate)
+      --format json     ask for JSON output (generate, chat)
+      --think           show the model's reasoning on stderr (thinking models)
+      --temperature N   sampling temperature
+      --max-tokens N    stop after N tokens
+      --seed N          seed for reproducible output
+      --json            machine-readable output
+${PROVIDER_FLAGS_HELP}`;
+
+const aiFlags = {
+  ...providerFlags,
+  model: { type: "string", short: "m" },
+  system: { type: "string", short: "s" },
+  image: { type: "string", short: "i", multiple: true },
+  format: { type: "string" },
+  think: { type: "boolean" },
+  temperature: { type: "string" },
+  "max-tokens": { type: "string" },
+  seed: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** Runs `rune ai ...`; resolves to the exit code. */
+export async function runAi(args: string[], io: Io): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    await io.out(AI_HELP + "\n");
+    return command === undefined ? 2 : 0;
+  }
+  const { values, positionals } = parseFlags(rest, aiFlags);
+  if (values.help) {
+    await io.out(AI_HELP + "\n");
+    return 0;
+  }
+  const [provider] = providersFromFlags(values);
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort(new DOMException("Interrupted", "AbortError"));
+  Deno.addSignalListener("SIGINT", onSignal);
+  try {
+    const signal = interrupt.signal;
+    switch (command) {
+      case "list":
+        return await list(provider, values, io, signal);
+      case "show":
+        return await show(provider, positionals, values, io, signal);
+      case "generate":
+        return await generate(provider, positionals, values, io, signal);
+      case "chat":
+        return await chat(provider, values, io, signal);
+      case "embed":
+        return await embed(provider, positionals, values, io, signal);
+      default:
+        throw new UsageError(`Unknown command "rune ai ${command}": see "rune ai --help".`);
+    }
+  } catch (error) {
+    if (interrupt.signal.aborted) {
+      io.err("\nInterrupted.\n");
+      return 130;
+    }
+    throw error;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+  }
+}
+
+function requireModel(values: Values): string {
+  const model = (values.model as string | undefined) ?? Deno.env.get("RUNE_MODEL");
+  if (!model) throw new UsageError('No model given: pass --model NAME (see "rune ai list").');
+  return model;
+}
+
+function numberFlag(values: Values, flag: string, integer = false): number | undefined {
+  const raw = values[flag];
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+    throw new UsageError(
+      `--${flag} needs ${integer ? "an integer" : "a number"}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return value;
+}
+
+function modelOptions(values: Values): ModelOptions | undefined {
+  const options: ModelOptions = {
+    temperature: numberFlag(values, "temperature"),
+    maxTokens: numberFlag(values, "max-tokens", true),
+    seed: numberFlag(values, "seed", true),
+  };
+  return Object.values(options).some((v) => v !== undefined) ? options : undefined;
+}
+
+function formatFlag(values: Values): "json" | undefined {
+  const format = values.format;
+  if (format === undefined) return undefined;
+  if (format !== "json") {
+    throw new UsageError(`--format takes "json", got ${JSON.stringify(format)}`);
+  }
+  return "json";
+}
+
+function formatBytes(bytes: number | undefined): string {
+  if (bytes === undefined) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(value >= 10 || unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join(
+    "\n",
+  ) + "\n";
+}
+
+async function list(
+  provider: Provider,
+  values: Values,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const models = await provider.listModels({ signal });
+  if (values.json) {
+    await io.out(JSON.stringify(listModelsContent(models).models, null, 2) + "\n");
+    return 0;
+  }
+  if (models.length === 0) {
+    io.err(`No models are installed on ${provider.address}: run "ollama pull llama3.2".\n`);
+    return 0;
+  }
+  const rows = [["NAME", "SIZE", "PARAMS", "QUANT", "FAMILY", "MODIFIED"]];
+  for (const m of models) {
+    rows.push([
+      m.name,
+      formatBytes(m.size),
+      m.parameterSize ?? "",
+      m.quantization ?? "",
+      m.family ?? "",
+      m.modifiedAt?.slice(0, 10) ?? "",
+    ]);
+  }
+  await io.out(table(rows));
+  return 0;
+}
+
+async function show(
+  provider: Provider,
+  positionals: string[],
+  values: Values,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const model = positionals[0] ?? (values.model as string | undefined);
+  if (!model || positionals.length > 1) throw new UsageError("Usage: rune ai show MODEL");
+  const details = await provider.showModel(model, { signal });
+  if (values.json) {
+    await io.out(JSON.stringify(details, null, 2) + "\n");
+    return 0;
+  }
+  const capabilities = Object.entries(details.capabilities).filter(([, on]) => on).map(([name]) =>
+    name
+  );
+  const rows: [string, string | undefined][] = [
+    ["name", details.name],
+    ["family", details.family],
+    ["parameters", details.parameterSize],
+    ["quantization", details.quantization],
+    ["context length", details.contextLength?.toString()],
+    ["capabilities", capabilities.join(", ")],
+  ];
+  await io.out(table(rows.filter(([, v]) => v).map(([k, v]) => [k, v as string])));
+  return 0;
+}
+
+async function readStdin(): Promise<string> {
+  return (await new Response(Deno.stdin.readable).text()).trim();
+}
+
+async function readImages(values: Values): Promise<string[] | undefined> {
+  const files = values.image as string[] | undefined;
+  if (!files?.length) return undefined;
+  return await Promise.all(files.map(async (file) => {
+    try {
+      return Buffer.from(await Deno.readFile(file)).toString("base64");
+    } catch (cause) {
+      throw new RuneError(
+        `Cannot read image ${JSON.stringify(file)}: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
+  }));
+}
+
+/** Prints a chunk stream as it arrives; returns the final result. */
+async function printStream(
+  chunks: AsyncIterable<Chunk>,
+  io: Io,
+  options: { json: boolean; thinking: boolean },
+): Promise<FinalResult> {
+  const spinner = options.json ? { stop() {} } : startSpinner(io, "waiting for the model…");
+  let endsWithNewline = true;
+  let thinkingOpen = false;
+  try {
+    for await (const chunk of chunks) {
+      spinner.stop();
+      if (chunk.type === "done") {
+        if (thinkingOpen) io.err("\n");
+        if (!options.json && !endsWithNewline) await io.out("\n");
+        return chunk.result;
+      }
+      if (options.json) continue;
+      if (chunk.type === "thinking") {
+        if (options.thinking) {
+          io.err(style(io, "dim", chunk.text));
+          thinkingOpen = true;
+        }
+      } else if (chunk.type === "text") {
+        if (thinkingOpen) {
+          io.err("\n");
+          thinkingOpen = false;
+        }
+        await io.out(chunk.text);
+        endsWithNewline = chunk.text.endsWith("\n");
+      } else {
+        for (const call of chunk.toolCalls) {
+          await io.out(`Tool call: ${call.name}(${JSON.stringify(call.arguments)})\n`);
+        }
+        endsWithNewline = true;
+      }
+    }
+  } finally {
+    spinner.stop();
+  }
+  throw new Error("provider stream ended without a final result");
+}
+
+async function generate(
+  provider: Provider,
+  positionals: string[],
+  values: Values,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const model = requireModel(values);
+  let prompt = positionals.join(" ");
+  if (prompt === "") {
+    if (io.isTerminal.stdin) {
+      throw new UsageError('No prompt given: rune ai generate "PROMPT" --model M');
+    }
+    prompt = await readStdin();
+  }
+  const result = await printStream(
+    provider.generate({
+      model,
+      prompt,
+      system: values.system as string | undefined,
+      images: await readImages(values),
+      format: formatFlag(values),
+      options: modelOptions(values),
+      think: values.think as boolean | undefined,
+    }, { signal }),
+    io,
+    { json: Boolean(values.json), thinking: Boolean(values.think) },
+  );
+  if (values.json) await io.out(JSON.stringify(generateContent(result)) + "\n");
+  return 0;
+}
+
+async function chat(
+  provider: Provider,
+  values: Values,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const model = requireModel(values);
+  const interactive = io.isTerminal.stdin;
+  const history: Message[] = [];
+  if (values.system) history.push({ role: "system", content: values.system as string });
+  const json = Boolean(values.json);
+  if (interactive) io.err(style(io, "dim", `Chatting with ${model}. Type /exit to quit.\n`));
+  const prompt = () => interactive && io.err(style(io, "bold", "> "));
+  prompt();
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines());
+  for await (const line of lines) {
+    const text = line.trim();
+    if (text === "/exit" || text === "/quit") break;
+    if (text === "") {
+      prompt();
+      continue;
+    }
+    history.push({ role: "user", content: text });
+    const result = await printStream(
+      provider.chat({
+        model,
+        messages: history,
+        format: formatFlag(values),
+        options: modelOptions(values),
+        think: values.think as boolean | undefined,
+      }, { signal }),
+      io,
+      { json, thinking: Boolean(values.think) },
+    );
+    history.push({ role: "assistant", content: result.text, toolCalls: result.toolCalls });
+    if (json) await io.out(JSON.stringify(chatContent(result)) + "\n");
+    prompt();
+  }
+  return 0;
+}
+
+async function embed(
+  provider: Provider,
+  positionals: string[],
+  values: Values,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const model = requireModel(values);
+  let inputs = positionals;
+  if (inputs.length === 0) {
+    if (io.isTerminal.stdin) throw new UsageError('No text given: rune ai embed "TEXT" --model M');
+    inputs = (await readStdin()).split("\n").filter((line) => line.trim() !== "");
+  }
+  const result = await provider.embed({ model, input: inputs.length === 1 ? inputs[0] : inputs }, {
+    signal,
+  });
+  if (values.json) {
+    await io.out(JSON.stringify(embedContent(result)) + "\n");
+    return 0;
+  }
+  for (const vector of result.embeddings) await io.out(JSON.stringify(vector) + "\n");
+  return 0;
+}

@@ -1,0 +1,75 @@
+/**
+ * The `rune` command line: dispatches to `serve` and `ai`, prints help and
+ * the version, and maps errors onto exit codes (0 success, 1 a failure the
+ * user can fix, 2 usage error). Bugs are rethrown with their stack.
+ *
+ * @module
+ */
+
+import { RuneError, UsageError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { runAi } from "./ai.ts";
+import { type Io, processIo, style } from "./output.ts";
+import { runServe } from "./serve.ts";
+
+/** Top-level help. */
+export const HELP = `rune ${VERSION}: an MCP daemon for local and cloud language models
+
+Usage:
+  rune serve [--stdio] [--port N] [options]   serve MCP (see "rune serve --help")
+  rune ai list                                list models
+  rune ai show MODEL                          model details and capabilities
+  rune ai generate PROMPT --model M           stream a completion
+  rune ai chat --model M                      chat (interactive on a terminal)
+  rune ai embed TEXT --model M                print an embedding
+  rune --version | --help
+
+Environment: OLLAMA_HOST (Ollama address), RUNE_MODEL (default model),
+RUNE_TOKEN (bearer token for network clients), NO_COLOR.
+Exit codes: 0 success, 1 failure (message on stderr), 2 usage error, 130 interrupted.`;
+
+/** Runs the CLI with `args`; resolves to the process exit code. */
+export async function main(args: string[], io: Io = processIo()): Promise<number> {
+  try {
+    const [command, ...rest] = args;
+    switch (command) {
+      case "--version":
+      case "-V":
+      case "version":
+        await io.out(`rune ${VERSION}\n`);
+        return 0;
+      case "--help":
+      case "-h":
+      case "help":
+        await io.out(HELP + "\n");
+        return 0;
+      case undefined:
+        io.err(HELP + "\n");
+        return 2;
+      case "serve":
+        return await runServe(rest, io);
+      case "ai":
+        return await runAi(rest, io);
+      default:
+        throw new UsageError(`Unknown command "${command}": see "rune --help".`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`${style(io, "red", "error")}: ${error.message}\n`);
+      return 2;
+    }
+    if (error instanceof RuneError) {
+      io.err(`${style(io, "red", "error")}: ${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      io.err(
+        `${style(io, "red", "error")}: ${
+          (error as Error).message
+        }\nRune runs with explicit permissions; to reach a non-local Ollama, add its host to --allow-net.\n`,
+      );
+      return 1;
+    }
+    throw error;
+  }
+}

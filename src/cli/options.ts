@@ -1,0 +1,91 @@
+/**
+ * Flags shared by `rune serve` and `rune ai`: where Ollama is and how long
+ * to wait for it. Parsing uses `node:util` `parseArgs`; its errors become
+ * usage errors (exit 2).
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../errors.ts";
+import { createOllamaProvider, DEFAULT_OLLAMA_TIMEOUTS } from "../providers/ollama.ts";
+import { parseOllamaHost } from "../providers/ollama_host.ts";
+import type { Provider } from "../providers/types.ts";
+
+/** Flags every command that talks to a provider accepts. */
+export const providerFlags = {
+  "ollama-host": { type: "string" },
+  "connect-timeout": { type: "string" },
+  "first-token-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "total-timeout": { type: "string" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** Help text for {@linkcode providerFlags}. */
+export const PROVIDER_FLAGS_HELP = `Provider options:
+  --ollama-host HOST          Ollama address (default: $OLLAMA_HOST, else 127.0.0.1:11434)
+  --connect-timeout SECS      wait for Ollama's reply headers (default ${
+  DEFAULT_OLLAMA_TIMEOUTS.connectMs / 1000
+})
+  --first-token-timeout SECS  wait for the first token, e.g. while a model loads (default ${
+  DEFAULT_OLLAMA_TIMEOUTS.firstTokenMs / 1000
+})
+  --idle-timeout SECS         longest silence between two tokens (default ${
+  DEFAULT_OLLAMA_TIMEOUTS.idleMs / 1000
+})
+  --total-timeout SECS        longest whole call (default ${
+  DEFAULT_OLLAMA_TIMEOUTS.totalMs / 1000
+})`;
+
+/** Parses `args` with `options`, turning parse failures into {@linkcode UsageError}s. */
+export function parseFlags<T extends ParseArgsConfig["options"]>(
+  args: string[],
+  options: T,
+): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+    return {
+      values: values as Record<string, string | boolean | string[] | undefined>,
+      positionals,
+    };
+  } catch (error) {
+    throw new UsageError((error as Error).message, { cause: error });
+  }
+}
+
+/** Reads a positive number of seconds from a flag, in milliseconds. */
+export function secondsFlag(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new UsageError(
+      `--${flag} needs a positive number of seconds, got ${JSON.stringify(value)}`,
+    );
+  }
+  return Math.round(seconds * 1000);
+}
+
+/** Builds the providers from parsed flags and the environment. */
+export function providersFromFlags(values: Record<string, unknown>): Provider[] {
+  const host = (values["ollama-host"] as string | undefined) ?? Deno.env.get("OLLAMA_HOST");
+  const timeouts = {
+    connectMs: secondsFlag(values["connect-timeout"], "connect-timeout"),
+    firstTokenMs: secondsFlag(values["first-token-timeout"], "first-token-timeout"),
+    idleMs: secondsFlag(values["idle-timeout"], "idle-timeout"),
+    totalMs: secondsFlag(values["total-timeout"], "total-timeout"),
+  };
+  for (const key of Object.keys(timeouts) as (keyof typeof timeouts)[]) {
+    if (timeouts[key] === undefined) delete timeouts[key];
+  }
+  return [
+    createOllamaProvider({
+      baseUrl: parseOllamaHost(host),
+      timeouts: timeouts as Record<string, number>,
+    }),
+  ];
+}

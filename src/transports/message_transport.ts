@@ -1,0 +1,185 @@
+/**
+ * The one `Transport` seam shared by stdio and WebSocket.
+ *
+ * A channel (stdin/stdout lines, WebSocket text frames) hands raw message
+ * text to {@linkcode MessageTransport.receive}; this module parses and
+ * validates it, answers malformed input with the JSON-RPC error the
+ * specification prescribes (`-32700` parse error, `-32600` invalid request)
+ * without closing the channel, bounds the requests in flight, enforces the
+ * initialize deadline, and passes good messages to the SDK. `send()`
+ * resolves only when the channel accepted the bytes, which is how
+ * backpressure reaches the code producing messages.
+ *
+ * @module
+ */
+
+import {
+  type JSONRPCMessage,
+  JSONRPCMessageSchema,
+  type RequestId,
+  type Transport,
+} from "../mcp/sdk.ts";
+
+/** The byte channel under a {@linkcode MessageTransport}. */
+export interface MessageChannel {
+  /** Writes one serialized message; resolves when the channel accepted the bytes. */
+  write(text: string): Promise<void>;
+  /** Closes the channel; `code` and `reason` are used by WebSocket. */
+  close(code?: number, reason?: string): void | Promise<void>;
+}
+
+/** Limits of one session. */
+export interface MessageLimits {
+  /** Most requests handled at once; further ones get an error reply. Default 64. */
+  maxInFlight?: number;
+  /** Close the session when no `initialize` arrives within this time. Default 30 000 ms; 0 disables. */
+  initializeTimeoutMs?: number;
+}
+
+/** A `Transport` fed by a channel. */
+export interface MessageTransport extends Transport {
+  /** Hands one received message text to the transport. */
+  receive(text: string): void;
+  /** Tells the transport the channel closed (EOF, socket closed). */
+  ended(): void;
+  /** Requests received and not yet answered or cancelled. */
+  readonly inFlight: number;
+}
+
+/** JSON-RPC error codes used for malformed input. */
+export const JSONRPC_PARSE_ERROR = -32700;
+/** The message is JSON but not a valid JSON-RPC 2.0 message. */
+export const JSONRPC_INVALID_REQUEST = -32600;
+/** Implementation-defined server error: too many requests in flight. */
+export const TOO_MANY_REQUESTS = -32000;
+
+/** Serializes a JSON-RPC error reply. */
+export function errorReply(id: RequestId | null, code: number, message: string): string {
+  return JSON.stringify({ jsonrpc: "2.0", id, error: { code, message } });
+}
+
+function requestIdOf(value: unknown): RequestId | null {
+  if (typeof value !== "object" || value === null || !("id" in value)) return null;
+  const id = (value as { id: unknown }).id;
+  return typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) ? id : null;
+}
+
+/**
+ * Creates a transport over `channel`.
+ *
+ * Replies the transport writes itself (parse errors, refusals) share the
+ * channel's ordering with SDK messages.
+ */
+export function createMessageTransport(
+  channel: MessageChannel,
+  limits: MessageLimits = {},
+): MessageTransport {
+  const maxInFlight = limits.maxInFlight ?? 64;
+  const initializeTimeoutMs = limits.initializeTimeoutMs ?? 30_000;
+  const inFlight = new Set<RequestId>();
+  let closed = false;
+  let initTimer: ReturnType<typeof setTimeout> | undefined;
+
+  function reject(text: string): void {
+    channel.write(text).catch((error) => transport.onerror?.(error as Error));
+  }
+
+  function finish(): void {
+    if (closed) return;
+    closed = true;
+    clearTimeout(initTimer);
+    inFlight.clear();
+    transport.onclose?.();
+  }
+
+  const transport: MessageTransport = {
+    get inFlight() {
+      return inFlight.size;
+    },
+    start() {
+      if (initializeTimeoutMs > 0) {
+        initTimer = setTimeout(() => {
+          transport.onerror?.(new Error(`No initialize request within ${initializeTimeoutMs} ms`));
+          void transport.close();
+        }, initializeTimeoutMs);
+      }
+      return Promise.resolve();
+    },
+    async send(message) {
+      if (closed) throw new Error("Transport is closed");
+      if ("id" in message && ("result" in message || "error" in message)) {
+        inFlight.delete(message.id as RequestId);
+      }
+      await channel.write(JSON.stringify(message));
+    },
+    async close() {
+      if (closed) return;
+      await channel.close(1000, "closing");
+      finish();
+    },
+    receive(text) {
+      if (closed) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        reject(errorReply(null, JSONRPC_PARSE_ERROR, "Parse error: the message is not valid JSON"));
+        return;
+      }
+      if (Array.isArray(value)) {
+        reject(
+          errorReply(null, JSONRPC_INVALID_REQUEST, "Invalid Request: batches are not supported"),
+        );
+        return;
+      }
+      const parsed = JSONRPCMessageSchema.safeParse(value);
+      if (!parsed.success) {
+        // Notifications and responses that are malformed get no reply: there is no id to answer.
+        const id = requestIdOf(value);
+        const hasMethod = typeof (value as { method?: unknown })?.method === "string";
+        if (id !== null || !hasMethod) {
+          reject(
+            errorReply(id, JSONRPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"),
+          );
+        }
+        return;
+      }
+      const message = parsed.data as JSONRPCMessage;
+      if ("method" in message) {
+        if ("id" in message && message.id !== undefined) {
+          if (message.method === "initialize") clearTimeout(initTimer);
+          if (inFlight.has(message.id)) {
+            reject(
+              errorReply(
+                message.id,
+                JSONRPC_INVALID_REQUEST,
+                "Invalid Request: this id is already in flight",
+              ),
+            );
+            return;
+          }
+          if (inFlight.size >= maxInFlight) {
+            reject(
+              errorReply(
+                message.id,
+                TOO_MANY_REQUESTS,
+                `Too many requests in flight (limit ${maxInFlight}): wait for replies before sending more`,
+              ),
+            );
+            return;
+          }
+          inFlight.add(message.id);
+        } else if (message.method === "notifications/cancelled") {
+          // A cancelled request gets no reply, so it stops counting now.
+          const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
+          if (id !== undefined) inFlight.delete(id);
+        }
+      }
+      transport.onmessage?.(message);
+    },
+    ended() {
+      finish();
+    },
+  };
+  return transport;
+}
