@@ -1,36 +1,82 @@
 /**
- * `rune serve`: the daemon. Serves MCP over stdio (`--stdio`) and over the
- * network (WebSocket and Streamable HTTP, see `transports/http.ts`), each
- * session with its own MCP server instance. SIGINT/SIGTERM stop accepting,
- * give in-flight calls a grace period, then abort them and exit 0.
+ * `rune serve`: the daemon. One process serves MCP over stdio (`--stdio`),
+ * WebSocket (`GET /ws`) and Streamable HTTP (`/mcp`) at once, each session
+ * with its own MCP server instance. SIGINT/SIGTERM stop accepting, give
+ * in-flight calls a grace period, then abort them, close sockets with 1001
+ * and exit 0.
  *
  * @module
  */
 
-import { UsageError } from "../errors.ts";
-import { createLogger, isLogLevel } from "../log.ts";
+import { RuneError, UsageError } from "../errors.ts";
+import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import { createMcpServer } from "../mcp/server.ts";
-import { serveStdio } from "../transports/stdio.ts";
+import type { Provider } from "../providers/types.ts";
+import { createHandler, type Handler } from "../transports/http.ts";
+import type { MessageTransport } from "../transports/message_transport.ts";
+import { isLoopback } from "../transports/security.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, serveStdio } from "../transports/stdio.ts";
 import type { Io } from "./output.ts";
-import { parseFlags, PROVIDER_FLAGS_HELP, providerFlags, providersFromFlags } from "./options.ts";
+import {
+  parseFlags,
+  PROVIDER_FLAGS_HELP,
+  providerFlags,
+  providersFromFlags,
+  secondsFlag,
+} from "./options.ts";
+
+/** Default TCP port of the network endpoints. */
+export const DEFAULT_PORT = 8484;
 
 /** Help for `rune serve`. */
 export const SERVE_HELP = `Usage: rune serve [options]
 
-Serves MCP over stdio (--stdio).
+Serves MCP over WebSocket (GET /ws, subprotocol "mcp") and Streamable HTTP
+(/mcp) on one port, plus GET /healthz and a playground page at GET /.
+With --stdio alone it speaks MCP on stdin/stdout only; with --stdio and
+--port it does both (EOF on stdin then stops the daemon).
 
-Options:
-  --stdio                  speak MCP on stdin/stdout (logs go to stderr)
-  --max-message-bytes N    largest accepted message (default 33554432)
-  --max-in-flight N        most concurrent requests per session (default 64)
-  --log-level LEVEL        debug, info, warning, error or silent (default info)
+Network:
+  --host ADDR               bind address (default 127.0.0.1)
+  --port N                  port, 0 picks a free one (default ${DEFAULT_PORT});
+                            the bound address is printed on stderr
+  --allow-origin ORIGIN     also accept this browser Origin, repeatable
+                            (localhost origins are always accepted)
+  --token-file FILE         require the bearer token in FILE (default: $RUNE_TOKEN);
+                            binding a non-loopback address requires a token
+Transports:
+  --stdio                   speak MCP on stdin/stdout (logs go to stderr)
+Limits and timeouts:
+  --max-message-bytes N     largest accepted message (default ${DEFAULT_MAX_MESSAGE_SIZE})
+  --max-in-flight N         most concurrent requests per session (default 64)
+  --max-sessions N          most concurrent network sessions (default 1024)
+  --high-water-mark N       WebSocket sends wait above N queued bytes (default 1048576)
+  --hard-cap N              queued bytes that start the slow-client grace (default 8388608)
+  --slow-client-grace SECS  close a client stuck above the hard cap (1008) after SECS (default 10)
+  --init-timeout SECS       close a session that sends no initialize (default 30)
+  --ws-idle-timeout SECS    close a WebSocket that stops answering pings (default 60)
+  --http-idle-timeout SECS  close an HTTP session unused for SECS (default 600)
+  --shutdown-grace SECS     on SIGINT/SIGTERM, let calls finish for SECS (default 10)
+  --log-level LEVEL         debug, info, warning, error or silent (default info)
 ${PROVIDER_FLAGS_HELP}`;
 
 const serveFlags = {
   ...providerFlags,
   stdio: { type: "boolean" },
+  host: { type: "string" },
+  port: { type: "string" },
+  "allow-origin": { type: "string", multiple: true },
+  "token-file": { type: "string" },
   "max-message-bytes": { type: "string" },
   "max-in-flight": { type: "string" },
+  "max-sessions": { type: "string" },
+  "high-water-mark": { type: "string" },
+  "hard-cap": { type: "string" },
+  "slow-client-grace": { type: "string" },
+  "init-timeout": { type: "string" },
+  "ws-idle-timeout": { type: "string" },
+  "http-idle-timeout": { type: "string" },
+  "shutdown-grace": { type: "string" },
   "log-level": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -42,6 +88,112 @@ function intFlag(value: unknown, flag: string, fallback: number): number {
     throw new UsageError(`--${flag} needs a non-negative integer, got ${JSON.stringify(value)}`);
   }
   return n;
+}
+
+async function readToken(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) {
+    const env = Deno.env.get("RUNE_TOKEN")?.trim();
+    return env ? env : undefined;
+  }
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(file)).trim();
+  } catch (cause) {
+    throw new RuneError(
+      `Cannot read --token-file ${JSON.stringify(file)}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  if (text === "") throw new RuneError(`--token-file ${JSON.stringify(file)} is empty`);
+  return text;
+}
+
+/** Resolves once `check()` is true or `ms` passed; polls because in-flight counts emit no events. */
+async function waitUntil(check: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!check() && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+interface Listener {
+  handler: Handler;
+  server: Deno.HttpServer<Deno.NetAddr>;
+}
+
+async function listen(
+  values: Record<string, unknown>,
+  providers: Provider[],
+  log: Logger,
+  stdioSessions: () => number,
+): Promise<Listener> {
+  const hostname = (values.host as string | undefined) ?? "127.0.0.1";
+  const port = intFlag(values.port, "port", DEFAULT_PORT);
+  if (port > 65535) throw new UsageError(`--port must be at most 65535`);
+  const token = await readToken(values["token-file"] as string | undefined);
+  if (!isLoopback(hostname) && token === undefined) {
+    throw new UsageError(
+      `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or bind 127.0.0.1.`,
+    );
+  }
+  const handler = createHandler({
+    createServer: () => createMcpServer({ providers, log }),
+    providers,
+    log,
+    stdioSessions,
+    security: {
+      hostname,
+      allowedOrigins: values["allow-origin"] as string[] | undefined,
+      token,
+    },
+    limits: {
+      maxMessageSize: intFlag(
+        values["max-message-bytes"],
+        "max-message-bytes",
+        DEFAULT_MAX_MESSAGE_SIZE,
+      ),
+      maxInFlight: intFlag(values["max-in-flight"], "max-in-flight", 64),
+      maxSessions: intFlag(values["max-sessions"], "max-sessions", 1024),
+      highWaterMark: intFlag(values["high-water-mark"], "high-water-mark", 1024 * 1024),
+      hardCap: intFlag(values["hard-cap"], "hard-cap", 8 * 1024 * 1024),
+      graceMs: secondsFlag(values["slow-client-grace"], "slow-client-grace") ?? 10_000,
+      initializeTimeoutMs: secondsFlag(values["init-timeout"], "init-timeout") ?? 30_000,
+      idleTimeoutSeconds: (secondsFlag(values["ws-idle-timeout"], "ws-idle-timeout") ?? 60_000) /
+        1000,
+      httpSessionIdleMs: secondsFlag(values["http-idle-timeout"], "http-idle-timeout") ?? 600_000,
+    },
+  });
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname,
+      port,
+      onListen: () => {},
+      onError: (error) => {
+        log("error", `request failed: ${(error as Error)?.stack ?? error}`);
+        return new Response("Internal server error\n", { status: 500 });
+      },
+    }, handler);
+  } catch (cause) {
+    if (cause instanceof Deno.errors.AddrInUse) {
+      throw new RuneError(
+        `Port ${port} on ${hostname} is already in use: pick another with --port, or --port 0.`,
+        {
+          cause,
+        },
+      );
+    }
+    throw cause;
+  }
+  const addr = server.addr;
+  const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  log(
+    "info",
+    `listening on http://${shown}:${addr.port} (WebSocket ws://${shown}:${addr.port}/ws, Streamable HTTP http://${shown}:${addr.port}/mcp${
+      token ? ", token required" : ""
+    })`,
+  );
+  return { handler, server };
 }
 
 /** Runs `rune serve`; resolves to the exit code once the daemon stopped. */
@@ -60,18 +212,57 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   }
   const log = createLogger({ level });
   const providers = providersFromFlags(values);
+  const useStdio = Boolean(values.stdio);
+  const useNetwork = !useStdio || values.port !== undefined || values.host !== undefined;
+  const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
+
+  let stdioTransport: MessageTransport | undefined;
+  const network = useNetwork
+    ? await listen(values, providers, log, () => stdioTransport ? 1 : 0)
+    : undefined;
+
   const stop = new AbortController();
+  const stopStdio = new AbortController();
   const onSignal = () => stop.abort();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    log("info", `serving MCP on stdio (Ollama at ${providers[0].address})`);
-    await serveStdio(createMcpServer({ providers, log }), {
-      signal: stop.signal,
-      maxMessageSize: intFlag(values["max-message-bytes"], "max-message-bytes", 32 * 1024 * 1024),
-      maxInFlight: intFlag(values["max-in-flight"], "max-in-flight", 64),
+    const stdioDone = useStdio
+      ? serveStdio(createMcpServer({ providers, log }), {
+        signal: stopStdio.signal,
+        maxMessageSize: intFlag(
+          values["max-message-bytes"],
+          "max-message-bytes",
+          DEFAULT_MAX_MESSAGE_SIZE,
+        ),
+        maxInFlight: intFlag(values["max-in-flight"], "max-in-flight", 64),
+        initializeTimeoutMs: 0,
+        onSession: (transport) => (stdioTransport = transport),
+      }).finally(() => {
+        stdioTransport = undefined;
+        // The client that started us is gone: stop the whole daemon.
+        stop.abort();
+      })
+      : undefined;
+    if (useStdio) log("info", `serving MCP on stdio (Ollama at ${providers[0].address})`);
+    else log("info", `Ollama at ${providers[0].address}`);
+
+    await new Promise<void>((resolve) => {
+      if (stop.signal.aborted) resolve();
+      stop.signal.addEventListener("abort", () => resolve(), { once: true });
     });
-    log("info", "stdio closed; shutting down");
+    log("info", "shutting down: no new sessions; waiting for calls in flight");
+    network?.handler.drain();
+    const inFlight = () => (network?.handler.inFlight() ?? 0) + (stdioTransport?.inFlight ?? 0);
+    await waitUntil(() => inFlight() === 0, graceMs);
+    if (inFlight() > 0) {
+      log("warning", `aborting ${inFlight()} call(s) still in flight after the grace period`);
+    }
+    stopStdio.abort();
+    await network?.handler.closeAll();
+    await network?.server.shutdown();
+    await stdioDone;
+    log("info", "stopped");
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);

@@ -17,6 +17,7 @@ import {
   errorReply,
   JSONRPC_INVALID_REQUEST,
   type MessageLimits,
+  type MessageTransport,
 } from "./message_transport.ts";
 
 /** Options of {@linkcode serveStdio}. */
@@ -29,6 +30,8 @@ export interface StdioOptions extends MessageLimits {
   maxMessageSize?: number;
   /** Stops serving (as if stdin ended). */
   signal?: AbortSignal;
+  /** Receives the session's transport once connected (for in-flight counts). */
+  onSession?: (transport: MessageTransport) => void;
 }
 
 /** Default bound on one message: large enough for several base64 images. */
@@ -80,6 +83,7 @@ export async function serveStdio(server: McpServer, options: StdioOptions = {}):
   const onAbort = () => input.abort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
   await server.connect(transport);
+  options.onSession?.(transport);
   try {
     for await (const line of lines) {
       if (line.trim() !== "") transport.receive(line);

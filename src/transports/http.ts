@@ -1,0 +1,303 @@
+/**
+ * The network side of the daemon as one request handler: `GET /ws` (MCP
+ * over WebSocket), `/mcp` (MCP Streamable HTTP with sessions), `GET
+ * /healthz` and the `GET /` playground page.
+ *
+ * {@linkcode createHandler} builds the handler from its dependencies and
+ * knows nothing of listening; `cli/serve.ts` passes it to `Deno.serve`.
+ * Every session gets its own MCP server instance.
+ *
+ * @module
+ */
+
+import {
+  isInitializeRequest,
+  type McpServer,
+  WebStandardStreamableHTTPServerTransport,
+} from "../mcp/sdk.ts";
+import type { Logger } from "../log.ts";
+import type { Provider } from "../providers/types.ts";
+import { VERSION } from "../version.ts";
+import {
+  errorReply,
+  JSONRPC_INVALID_REQUEST,
+  JSONRPC_PARSE_ERROR,
+  TOO_MANY_REQUESTS,
+} from "./message_transport.ts";
+import { PLAYGROUND_HTML } from "./playground.ts";
+import { checkRequest, offeredProtocols, type SecurityOptions } from "./security.ts";
+import {
+  attachWebSocket,
+  CLOSE,
+  type WebSocketLimits,
+  type WebSocketSession,
+} from "./websocket.ts";
+
+/** Limits of the network endpoints. */
+export interface NetworkLimits extends WebSocketLimits {
+  /** Most concurrent sessions over WebSocket and HTTP together. Default 1 024. */
+  maxSessions?: number;
+  /** WebSocket idle timeout in seconds (ping/pong). Default 60. */
+  idleTimeoutSeconds?: number;
+  /** HTTP sessions without any request for this long are closed. Default 600 000 ms. */
+  httpSessionIdleMs?: number;
+}
+
+/** Dependencies of {@linkcode createHandler}. */
+export interface HandlerDeps {
+  /** Creates a fresh MCP server for each session. */
+  createServer: () => McpServer;
+  /** Providers to report in `/healthz`. */
+  providers: Provider[];
+  /** Origin, Host and token settings. */
+  security: SecurityOptions;
+  /** Session and message limits. */
+  limits?: NetworkLimits;
+  /** Diagnostics sink. */
+  log?: Logger;
+  /** Number of stdio sessions, for `/healthz`. */
+  stdioSessions?: () => number;
+}
+
+/** The handler and the controls the daemon needs around it. */
+export interface Handler {
+  /** Serves one request. */
+  (request: Request): Promise<Response>;
+  /** Open sessions by transport. */
+  sessions(): { websocket: number; http: number };
+  /** Requests in flight across all sessions. */
+  inFlight(): number;
+  /** Refuses new sessions and requests from now on (503). */
+  drain(): void;
+  /** Closes every session (1001 for WebSockets), aborting in-flight calls. */
+  closeAll(): Promise<void>;
+}
+
+interface HttpSession {
+  transport: WebStandardStreamableHTTPServerTransport;
+  server: McpServer;
+  inFlight: number;
+  lastSeen: number;
+}
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+function jsonError(status: number, message: string, code = JSONRPC_INVALID_REQUEST): Response {
+  return new Response(errorReply(null, code, message), { status, headers: JSON_HEADERS });
+}
+
+/** Builds the request handler for the network endpoints. */
+export function createHandler(deps: HandlerDeps): Handler {
+  const limits = deps.limits ?? {};
+  const maxSessions = limits.maxSessions ?? 1024;
+  const maxMessageSize = limits.maxMessageSize ?? 32 * 1024 * 1024;
+  const maxInFlight = limits.maxInFlight ?? 64;
+  const httpIdleMs = limits.httpSessionIdleMs ?? 600_000;
+  const log = deps.log ?? (() => {});
+  const startedAt = performance.now();
+  const sockets = new Set<WebSocketSession>();
+  const httpSessions = new Map<string, HttpSession>();
+  let draining = false;
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+
+  const sessionCount = () => sockets.size + httpSessions.size;
+
+  function sweepIdleHttpSessions(): void {
+    const now = performance.now();
+    for (const [id, session] of httpSessions) {
+      if (session.inFlight === 0 && now - session.lastSeen > httpIdleMs) {
+        log("info", `closing idle HTTP session ${id}`);
+        void session.transport.close();
+      }
+    }
+    if (httpSessions.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }
+
+  async function health(): Promise<Response> {
+    const providers = await Promise.all(deps.providers.map(async (provider) => {
+      try {
+        const version = await provider.ping({ signal: AbortSignal.timeout(2_000) });
+        return { id: provider.id, address: provider.address, reachable: true, version };
+      } catch (error) {
+        return {
+          id: provider.id,
+          address: provider.address,
+          reachable: false,
+          error: (error as Error).message,
+        };
+      }
+    }));
+    const body = {
+      status: "ok",
+      version: VERSION,
+      uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
+      sessions: {
+        websocket: sockets.size,
+        http: httpSessions.size,
+        stdio: deps.stdioSessions?.() ?? 0,
+      },
+      providers,
+    };
+    return new Response(JSON.stringify(body), { headers: JSON_HEADERS });
+  }
+
+  function upgrade(request: Request): Response {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response('Use a WebSocket client with subprotocol "mcp" on this endpoint.\n', {
+        status: 426,
+        headers: { upgrade: "websocket" },
+      });
+    }
+    if (!offeredProtocols(request).includes("mcp")) {
+      return new Response('The WebSocket subprotocol "mcp" is required.\n', { status: 400 });
+    }
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol: "mcp",
+      idleTimeout: limits.idleTimeoutSeconds ?? 60,
+    });
+    socket.binaryType = "arraybuffer";
+    const session = attachWebSocket(socket, deps.createServer(), {
+      ...limits,
+      onError: (error) => log("warning", `websocket session: ${error.message}`),
+    });
+    sockets.add(session);
+    session.closed.then(() => sockets.delete(session));
+    return response;
+  }
+
+  async function readBody(request: Request): Promise<unknown | Response> {
+    const length = Number(request.headers.get("content-length") ?? "0");
+    if (length > maxMessageSize) {
+      return jsonError(413, `Message larger than ${maxMessageSize} bytes`);
+    }
+    if (!request.body) return jsonError(400, "Empty body", JSONRPC_PARSE_ERROR);
+    // Count bytes as they arrive: Content-Length may be absent (chunked) or lie.
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of request.body) {
+      size += chunk.byteLength;
+      if (size > maxMessageSize) {
+        return jsonError(413, `Message larger than ${maxMessageSize} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    const text = new TextDecoder().decode(await new Blob(chunks as BlobPart[]).arrayBuffer());
+    try {
+      return JSON.parse(text);
+    } catch {
+      return jsonError(400, "Parse error: the body is not valid JSON", JSONRPC_PARSE_ERROR);
+    }
+  }
+
+  function countRequests(body: unknown): number {
+    const messages = Array.isArray(body) ? body : [body];
+    return messages.filter((m) => m && typeof m === "object" && "method" in m && "id" in m).length;
+  }
+
+  async function streamableHttp(request: Request): Promise<Response> {
+    const sessionId = request.headers.get("mcp-session-id");
+    let body: unknown;
+    if (request.method === "POST") {
+      const parsed = await readBody(request);
+      if (parsed instanceof Response) return parsed;
+      body = parsed;
+    }
+    if (sessionId !== null) {
+      const session = httpSessions.get(sessionId);
+      if (!session) return jsonError(404, "Session not found: initialize a new session");
+      const requests = countRequests(body);
+      if (session.inFlight + requests > maxInFlight) {
+        return jsonError(
+          429,
+          `Too many requests in flight (limit ${maxInFlight})`,
+          TOO_MANY_REQUESTS,
+        );
+      }
+      session.inFlight += requests;
+      session.lastSeen = performance.now();
+      try {
+        return await session.transport.handleRequest(request, { parsedBody: body });
+      } finally {
+        session.inFlight -= requests;
+        session.lastSeen = performance.now();
+      }
+    }
+    if (request.method !== "POST" || !isInitializeRequest(body)) {
+      return jsonError(400, "Bad Request: no valid session ID; start with an initialize request");
+    }
+    if (draining) return jsonError(503, "Shutting down");
+    if (sessionCount() >= maxSessions) {
+      return jsonError(503, `Too many sessions (limit ${maxSessions})`);
+    }
+    const server = deps.createServer();
+    const transport: WebStandardStreamableHTTPServerTransport =
+      new WebStandardStreamableHTTPServerTransport({
+        sessionIdGenerator: () => crypto.randomUUID(),
+        onsessioninitialized: (id) => {
+          httpSessions.set(id, { transport, server, inFlight: 0, lastSeen: performance.now() });
+          sweeper ??= setInterval(sweepIdleHttpSessions, Math.min(httpIdleMs, 60_000));
+        },
+        onsessionclosed: (id) => {
+          httpSessions.delete(id);
+        },
+      });
+    transport.onclose = () => {
+      if (transport.sessionId) httpSessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    return await transport.handleRequest(request, { parsedBody: body });
+  }
+
+  const handler = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    if (url.pathname === "/healthz" && request.method === "GET") return await health();
+    if (url.pathname === "/" && request.method === "GET") {
+      return new Response(PLAYGROUND_HTML, {
+        headers: {
+          "content-type": "text/html; charset=utf-8",
+          "content-security-policy":
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+        },
+      });
+    }
+    if (url.pathname !== "/ws" && url.pathname !== "/mcp") {
+      return new Response("Not found. Endpoints: GET /ws, /mcp, GET /healthz, GET /\n", {
+        status: 404,
+      });
+    }
+    const refusal = await checkRequest(request, deps.security);
+    if (refusal) {
+      log("info", `refused ${request.method} ${url.pathname}: ${refusal.status}`);
+      return jsonError(refusal.status, refusal.message);
+    }
+    if (url.pathname === "/ws") {
+      if (draining) return new Response("Shutting down\n", { status: 503 });
+      if (sessionCount() >= maxSessions) {
+        return new Response(`Too many sessions (limit ${maxSessions})\n`, { status: 503 });
+      }
+      return upgrade(request);
+    }
+    return await streamableHttp(request);
+  };
+
+  return Object.assign(handler, {
+    sessions: () => ({ websocket: sockets.size, http: httpSessions.size }),
+    inFlight: () =>
+      [...sockets].reduce((sum, s) => sum + s.transport.inFlight, 0) +
+      [...httpSessions.values()].reduce((sum, s) => sum + s.inFlight, 0),
+    drain: () => {
+      draining = true;
+    },
+    closeAll: async () => {
+      clearInterval(sweeper);
+      sweeper = undefined;
+      for (const session of sockets) session.close(CLOSE.goingAway, "server shutting down");
+      await Promise.all([...sockets].map((s) => s.closed));
+      await Promise.all([...httpSessions.values()].map((s) => s.transport.close()));
+      httpSessions.clear();
+    },
+  });
+}

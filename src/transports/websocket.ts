@@ -1,0 +1,180 @@
+/**
+ * MCP over WebSocket (subprotocol `mcp`): one JSON-RPC message per text
+ * frame, compatible with the SDK's `WebSocketClientTransport` and with a
+ * browser's `new WebSocket(url, "mcp")`.
+ *
+ * Outbound backpressure: `send` waits while the socket's `bufferedAmount`
+ * is above the high-water mark; a client that stays above the hard cap for
+ * longer than the grace period is closed with 1008, which aborts its
+ * in-flight calls. Inbound: an oversized frame closes with 1009, a
+ * malformed one gets a JSON-RPC error and the socket stays open.
+ *
+ * @module
+ */
+
+import type { McpServer } from "../mcp/sdk.ts";
+import {
+  createMessageTransport,
+  type MessageLimits,
+  type MessageTransport,
+} from "./message_transport.ts";
+
+/** Limits of one WebSocket session. */
+export interface WebSocketLimits extends MessageLimits {
+  /** Largest accepted frame in characters. Default 32 MiB. */
+  maxMessageSize?: number;
+  /** `send` waits while more than this many bytes are queued. Default 1 MiB. */
+  highWaterMark?: number;
+  /** Queued bytes above which the grace period starts. Default 8 MiB. */
+  hardCap?: number;
+  /** How long a client may stay above the hard cap. Default 10 000 ms. */
+  graceMs?: number;
+  /** How often a waiting `send` looks at `bufferedAmount` again. Default 5 ms. */
+  pollMs?: number;
+}
+
+/** WebSocket close codes used by Rune. */
+export const CLOSE = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+} as const;
+
+/** A live WebSocket session. */
+export interface WebSocketSession {
+  /** The transport the MCP server is connected to. */
+  transport: MessageTransport;
+  /** Resolves when the socket has closed and the session is torn down. */
+  closed: Promise<void>;
+  /** Closes the socket with `code` (aborting in-flight calls). */
+  close(code?: number, reason?: string): void;
+}
+
+/** Options of {@linkcode attachWebSocket}. */
+export interface AttachOptions extends WebSocketLimits {
+  /** Called with transport errors and closes caused by limits. */
+  onError?: (error: Error) => void;
+}
+
+/**
+ * Connects `server` to an upgraded `socket`. The session ends when either
+ * side closes; then the server is closed, which aborts its in-flight calls.
+ */
+export function attachWebSocket(
+  socket: WebSocket,
+  server: McpServer,
+  options: AttachOptions = {},
+): WebSocketSession {
+  const maxMessageSize = options.maxMessageSize ?? 32 * 1024 * 1024;
+  const highWaterMark = options.highWaterMark ?? 1024 * 1024;
+  const hardCap = options.hardCap ?? 8 * 1024 * 1024;
+  const graceMs = options.graceMs ?? 10_000;
+  const pollMs = options.pollMs ?? 5;
+  let open = true;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+  // Since when the queue has been above the hard cap (undefined: it is not).
+  let overSince: number | undefined;
+  const waiting = new Set<() => void>();
+  let poll: ReturnType<typeof setInterval> | undefined;
+
+  function close(code: number = CLOSE.normal, reason = ""): void {
+    if (!open) return;
+    open = false;
+    try {
+      socket.close(code, reason);
+    } catch {
+      // Already closing.
+    }
+    teardown();
+  }
+
+  function teardown(): void {
+    open = false;
+    clearInterval(poll);
+    poll = undefined;
+    for (const wake of waiting) wake();
+    waiting.clear();
+    transport.ended();
+    resolveClosed();
+  }
+
+  function checkQueue(): void {
+    const queued = socket.bufferedAmount;
+    if (queued > hardCap) {
+      overSince ??= performance.now();
+      if (performance.now() - overSince > graceMs) {
+        options.onError?.(
+          new Error(`client did not read ${queued} queued bytes for ${graceMs} ms; closing`),
+        );
+        close(CLOSE.policy, "client is not reading");
+        return;
+      }
+    } else {
+      overSince = undefined;
+    }
+    if (queued <= highWaterMark) {
+      for (const wake of waiting) wake();
+      waiting.clear();
+    }
+    if (waiting.size === 0) {
+      clearInterval(poll);
+      poll = undefined;
+    }
+  }
+
+  function belowHighWater(): Promise<void> {
+    if (socket.bufferedAmount <= highWaterMark) return Promise.resolve();
+    // There is no event for a draining send queue, so waiting senders poll.
+    return new Promise((resolve) => {
+      waiting.add(resolve);
+      poll ??= setInterval(checkQueue, pollMs);
+    });
+  }
+
+  const transport = createMessageTransport({
+    async write(text) {
+      await belowHighWater();
+      if (!open) throw new Error("WebSocket closed");
+      socket.send(text);
+      if (socket.bufferedAmount > hardCap) checkQueue();
+    },
+    close(code, reason) {
+      close(code, reason);
+    },
+  }, options);
+  transport.onerror = options.onError;
+
+  socket.onmessage = (event) => {
+    if (typeof event.data !== "string") {
+      // Binary frames are not part of MCP over WebSocket; decode as UTF-8 text rather than drop.
+      const bytes = event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : undefined;
+      if (!bytes || bytes.byteLength > maxMessageSize) {
+        close(CLOSE.tooBig, "message too big");
+        return;
+      }
+      transport.receive(new TextDecoder().decode(bytes));
+      return;
+    }
+    if (event.data.length > maxMessageSize) {
+      options.onError?.(
+        new Error(`frame of ${event.data.length} characters exceeds ${maxMessageSize}`),
+      );
+      close(CLOSE.tooBig, "message too big");
+      return;
+    }
+    transport.receive(event.data);
+  };
+  socket.onclose = () => {
+    if (open) teardown();
+  };
+  socket.onerror = () => {
+    // onclose follows and tears the session down.
+  };
+  server.connect(transport).catch((error) => {
+    options.onError?.(error as Error);
+    close(CLOSE.policy, "session setup failed");
+  });
+  return { transport, closed, close };
+}
