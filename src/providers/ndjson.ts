@@ -95,10 +95,11 @@ export async function* parseNdjson(
   body: ReadableStream<Uint8Array>,
   options: LineOptions = {},
 ): AsyncGenerator<unknown, void, undefined> {
-  const lines = body
-    .pipeThrough(new TextDecoderStream())
-    .pipeThrough(splitLines(options));
-  const reader = lines.getReader();
+  const decoder = new TextDecoderStream();
+  // Piping with our own signal lets `finally` cancel the body and wait until it is cancelled.
+  const stop = new AbortController();
+  const piping = body.pipeTo(decoder.writable, { signal: stop.signal }).catch(() => {});
+  const reader = decoder.readable.pipeThrough(splitLines(options)).getReader();
   let finished = false;
   try {
     while (true) {
@@ -120,9 +121,13 @@ export async function* parseNdjson(
       yield parsed;
     }
   } finally {
-    // Cancelling the piped stream cancels the HTTP body: the server sees the close.
-    if (!finished) await reader.cancel().catch(() => {});
+    // Cancelling the body closes the HTTP connection, so the server stops generating.
+    if (!finished) {
+      stop.abort();
+      await reader.cancel().catch(() => {});
+    }
     reader.releaseLock();
+    await piping;
   }
 }
 
