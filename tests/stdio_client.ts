@@ -1,0 +1,64 @@
+/**
+ * Test helper: starts the real `src/main.ts serve --stdio` process and
+ * connects the SDK's `Client` to it through `StdioClientTransport`.
+ *
+ * @module
+ */
+
+import { Client, StdioClientTransport } from "./sdk_client.ts";
+
+/** The permissions `deno task serve` uses. */
+export const SERVE_PERMISSIONS = [
+  "--allow-net=127.0.0.1,localhost,[::1]",
+  "--allow-env=OLLAMA_HOST,RUNE_TOKEN,RUNE_MODEL,NO_COLOR",
+  "--allow-read",
+];
+
+/** Path of the entry point, independent of the working directory. */
+export const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
+
+/** A connected stdio client. */
+export interface StdioSession {
+  /** The SDK client. */
+  client: Client;
+  /** The client transport (its `pid` is the daemon's). */
+  transport: StdioClientTransport;
+  /** Everything the daemon wrote to stderr so far. */
+  stderr(): string;
+  /** Closes the client, which ends the daemon. */
+  close(): Promise<void>;
+}
+
+/** Starts the daemon on stdio against `ollamaHost` and connects a client. */
+export async function connectStdio(
+  ollamaHost: string,
+  options: { args?: string[] } = {},
+): Promise<StdioSession> {
+  const transport = new StdioClientTransport({
+    command: Deno.execPath(),
+    args: [
+      "run",
+      ...SERVE_PERMISSIONS,
+      MAIN,
+      "serve",
+      "--stdio",
+      "--ollama-host",
+      ollamaHost,
+      ...(options.args ?? []),
+    ],
+    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (chunk: Uint8Array) => {
+    stderr += new TextDecoder().decode(chunk);
+  });
+  const client = new Client({ name: "rune-test", version: "1.0.0" });
+  await client.connect(transport);
+  return {
+    client,
+    transport,
+    stderr: () => stderr,
+    close: () => client.close(),
+  };
+}
