@@ -1,0 +1,219 @@
+/**
+ * The `rune` command line, run as a real process against the Ollama double:
+ * output, streaming, exit codes and `--json`.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
+import { MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
+import { VERSION } from "../../src/version.ts";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function rune(
+  args: string[],
+  options: { host?: string; stdin?: string; env?: Record<string, string> } = {},
+): Promise<Run> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...SERVE_PERMISSIONS, MAIN, ...args],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...(options.host && { OLLAMA_HOST: options.host }), ...options.env },
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+async function withDouble(fn: (double: OllamaDouble) => Promise<void>): Promise<void> {
+  const double = await startOllamaDouble();
+  try {
+    await fn(double);
+  } finally {
+    await double.close();
+  }
+}
+
+Deno.test("rune --version prints the version", async () => {
+  const run = await rune(["--version"]);
+  assert.equal(run.code, 0);
+  assert.equal(run.stdout, `rune ${VERSION}\n`);
+});
+
+Deno.test("rune --help lists the commands and exit codes", async () => {
+  const run = await rune(["--help"]);
+  assert.equal(run.code, 0);
+  for (
+    const word of ["rune serve", "rune ai list", "rune ai generate", "rune ai chat", "Exit codes"]
+  ) {
+    assert.ok(run.stdout.includes(word), `help mentions ${word}`);
+  }
+});
+
+Deno.test("usage errors exit 2 with a message and no stack trace", async () => {
+  for (
+    const args of [["frobnicate"], ["ai", "list", "--bogus"], ["ai", "generate", "hi"], [
+      "ai",
+      "generate",
+      "hi",
+      "-m",
+      "x",
+      "--temperature",
+      "warm",
+    ]]
+  ) {
+    const run = await rune(args, { env: { RUNE_MODEL: "" } });
+    assert.equal(run.code, 2, `${args.join(" ")} exits 2`);
+    assert.match(run.stderr, /^error: /m);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
+  }
+});
+
+Deno.test("rune ai list prints a table of models", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "list"], { host: double.host });
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split("\n");
+    assert.match(lines[0], /^NAME\s+SIZE\s+PARAMS\s+QUANT/);
+    assert.ok(
+      lines.some((l) => /^llama3\.2:latest\s+2\.\d GB\s+3\.2B\s+Q4_K_M/.test(l)),
+      run.stdout,
+    );
+  });
+});
+
+Deno.test("rune ai list --json prints the models as JSON", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "list", "--json"], { host: double.host });
+    assert.equal(run.code, 0);
+    const models = JSON.parse(run.stdout) as { name: string }[];
+    assert.ok(models.some((m) => m.name === "all-minilm:latest"));
+  });
+});
+
+Deno.test("rune ai generate streams the reply to stdout", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "generate", "hello", "world", "--model", "llama3.2"], {
+      host: double.host,
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, "Echo: hello world\n");
+    assert.equal(run.stderr, "", "no spinner when stderr is not a terminal");
+  });
+});
+
+Deno.test("rune ai generate reads the prompt from stdin and sends --system and --image", async () => {
+  await withDouble(async (double) => {
+    const image = await Deno.makeTempFile({ suffix: ".png" });
+    await Deno.writeFile(image, new Uint8Array([137, 80, 78, 71]));
+    try {
+      const run = await rune(
+        ["ai", "generate", "-m", "llava", "--system", "be terse", "--image", image],
+        { host: double.host, stdin: "describe this\n" },
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, "Echo: describe this\n");
+      const body = double.requests.find((r) => r.path === "/api/generate")?.body as Record<
+        string,
+        unknown
+      >;
+      assert.equal(body.system, "be terse");
+      assert.deepEqual(body.images, ["iVBORw=="]);
+    } finally {
+      await Deno.remove(image);
+    }
+  });
+});
+
+Deno.test("rune ai generate --json prints one result object", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "generate", "hi", "-m", "llama3.2", "--json"], {
+      host: double.host,
+    });
+    assert.equal(run.code, 0);
+    const result = JSON.parse(run.stdout);
+    assert.equal(result.response, "Echo: hi");
+    assert.equal(result.done_reason, "stop");
+  });
+});
+
+Deno.test("rune ai chat answers each piped line in order, keeping history", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "chat", "-m", "llama3.2"], {
+      host: double.host,
+      stdin: "first question\nsecond question\n",
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, "Echo: first question\nEcho: second question\n");
+    const chats = double.requests.filter((r) => r.path === "/api/chat");
+    const last = chats.at(-1)?.body as { messages: { role: string; content: string }[] };
+    assert.deepEqual(last.messages.map((m) => m.role), ["user", "assistant", "user"]);
+  });
+});
+
+Deno.test("rune ai chat stops at /exit", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "chat", "-m", "llama3.2"], {
+      host: double.host,
+      stdin: "one\n/exit\ntwo\n",
+    });
+    assert.equal(run.code, 0);
+    assert.equal(run.stdout, "Echo: one\n");
+  });
+});
+
+Deno.test("rune ai embed prints one vector per text", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "embed", "a", "b", "-m", "all-minilm"], { host: double.host });
+    assert.equal(run.code, 0, run.stderr);
+    const vectors = run.stdout.trim().split("\n").map((l) => JSON.parse(l) as number[]);
+    assert.equal(vectors.length, 2);
+    assert.equal(vectors[0].length, 384);
+  });
+});
+
+Deno.test("rune ai show prints capabilities", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "show", "qwen3"], { host: double.host });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /capabilities\s+completion, streaming, tools, thinking/);
+  });
+});
+
+Deno.test("failures the user can fix exit 1 with an actionable message", async () => {
+  await withDouble(async (double) => {
+    const missing = await rune(["ai", "generate", "x", "-m", "nosuch"], { host: double.host });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /ollama pull nosuch/);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /);
+  });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const down = await rune(["ai", "list"], { host: `127.0.0.1:${port}` });
+  assert.equal(down.code, 1);
+  assert.match(down.stderr, new RegExp(`Cannot reach Ollama at 127\\.0\\.0\\.1:${port}`));
+});
+
+Deno.test("NO_COLOR output has no escape sequences", async () => {
+  await withDouble(async (double) => {
+    const run = await rune(["ai", "generate", "x", "-m", "nosuch"], { host: double.host });
+    assert.doesNotMatch(run.stderr + run.stdout, /\x1b\[/);
+  });
+});
