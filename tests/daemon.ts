@@ -7,7 +7,7 @@
  */
 
 import { splitLines } from "../src/providers/ndjson.ts";
-import { MAIN, SERVE_PERMISSIONS } from "./stdio_client.ts";
+import { childEnv, MAIN, SERVE_PERMISSIONS } from "./stdio_client.ts";
 
 /** A running daemon. */
 export interface Daemon {
@@ -61,7 +61,8 @@ export async function startDaemon(
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
+    clearEnv: true,
+    env: childEnv(options.env),
   }).spawn();
   let text = "";
   const watchers = new Set<{ pattern: RegExp; resolve: () => void }>();

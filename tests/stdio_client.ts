@@ -14,6 +14,19 @@ export const SERVE_PERMISSIONS = [
   "--allow-read",
 ];
 
+/**
+ * A clean environment for child daemons: only what Deno needs to find its
+ * cache, so a developer's OLLAMA_HOST or RUNE_TOKEN cannot leak into tests.
+ */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
 /** Path of the entry point, independent of the working directory. */
 export const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 

@@ -5,7 +5,9 @@
  * transport's `send` resolves only when the bytes are accepted), newer
  * deltas accumulate and go out together in the next one. A fast client
  * sees every token on its own; a slow one gets fewer, larger
- * notifications, and memory stays bounded by the text generated.
+ * notifications. {@linkcode ProgressStream.pending} tells the producer how
+ * much text waits, so it can stop reading upstream (see `relay` in
+ * `server.ts`) and memory stays bounded when a client stops reading.
  *
  * @module
  */
@@ -26,6 +28,8 @@ export interface ProgressStream {
   push(text: string, kind?: "text" | "thinking"): void;
   /** Resolves when everything pushed so far has been sent. */
   flush(): Promise<void>;
+  /** Characters pushed but not yet handed to `send`. */
+  readonly pending: number;
 }
 
 /** Options of {@linkcode createProgressStream}. */
@@ -81,6 +85,9 @@ export function createProgressStream(
     },
     async flush() {
       while (sending) await sending;
+    },
+    get pending() {
+      return text.length + thinking.length;
     },
   };
 }

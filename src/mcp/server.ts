@@ -230,8 +230,17 @@ function registerProviderTools(provider: Provider, register: Register): void {
 }
 
 /**
+ * Text (in characters) that may wait for a slow client before the relay
+ * stops reading from the provider until it has been sent.
+ */
+const MAX_PENDING_PROGRESS = 64 * 1024;
+
+/**
  * Consumes a chunk stream, forwarding deltas as progress notifications when
- * the client asked for them, and returns the final result.
+ * the client asked for them, and returns the final result. While more than
+ * {@linkcode MAX_PENDING_PROGRESS} characters wait for the client, it stops
+ * reading the provider, so a client that stops reading holds back the
+ * upstream stream instead of growing the daemon's memory.
  */
 async function relay(chunks: AsyncIterable<Chunk>, extra: Extra): Promise<FinalResult> {
   const token = extra._meta?.progressToken;
@@ -245,6 +254,7 @@ async function relay(chunks: AsyncIterable<Chunk>, extra: Extra): Promise<FinalR
       return chunk.result;
     }
     if (chunk.type === "text" || chunk.type === "thinking") progress?.push(chunk.text, chunk.type);
+    if (progress && progress.pending > MAX_PENDING_PROGRESS) await progress.flush();
   }
   throw new Error("provider stream ended without a final result");
 }

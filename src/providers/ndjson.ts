@@ -24,6 +24,18 @@ export interface LineOptions {
   onTooLong?: () => void;
 }
 
+/** Options of {@linkcode parseNdjson}. */
+export interface NdjsonOptions extends LineOptions {
+  /**
+   * Cancels the body when it aborts: a pending or later read then throws
+   * the signal's reason. `fetch`'s own signal is not enough once the
+   * response has arrived: Deno can lose the link between the signal and a
+   * streaming body (seen after garbage collection), and the body then keeps
+   * flowing.
+   */
+  signal?: AbortSignal;
+}
+
 /** Thrown when a line exceeds the configured bound. */
 export class LineTooLongError extends InvalidResponseError {}
 
@@ -93,17 +105,23 @@ function tooLong(max: number): LineTooLongError {
  */
 export async function* parseNdjson(
   body: ReadableStream<Uint8Array>,
-  options: LineOptions = {},
+  options: NdjsonOptions = {},
 ): AsyncGenerator<unknown, void, undefined> {
   const decoder = new TextDecoderStream();
   // Piping with our own signal lets `finally` cancel the body and wait until it is cancelled.
   const stop = new AbortController();
+  const signal = options.signal;
+  const onAbort = () => stop.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) onAbort();
   const piping = body.pipeTo(decoder.writable, { signal: stop.signal }).catch(() => {});
   const reader = decoder.readable.pipeThrough(splitLines(options)).getReader();
   let finished = false;
   try {
     while (true) {
       const { value, done } = await reader.read();
+      // Lines already decoded must not outlive an abort.
+      if (signal?.aborted) throw signal.reason;
       if (done) {
         finished = true;
         return;
@@ -121,6 +139,7 @@ export async function* parseNdjson(
       yield parsed;
     }
   } finally {
+    signal?.removeEventListener("abort", onAbort);
     // Cancelling the body closes the HTTP connection, so the server stops generating.
     if (!finished) {
       stop.abort();

@@ -553,11 +553,33 @@ function createDeadline(
   };
   const total = setTimeout(() => expire("total", limits.total), limits.total);
   const signals = [watchdog.signal, ...(signal ? [signal] : [])];
+  // The watchdog is re-armed for every streamed line, so re-arming only
+  // moves a deadline; the timer is replaced only when it would fire too
+  // late, and when it fires early it waits for the rest (one timer per
+  // call instead of one per token).
+  let phase: TimeoutPhase = "connect";
+  let expiresAt = 0;
+  let timerAt = Infinity;
+  const check = () => {
+    const remaining = expiresAt - performance.now();
+    if (remaining > 0) {
+      timerAt = expiresAt;
+      timer = setTimeout(check, remaining);
+      return;
+    }
+    timer = undefined;
+    timerAt = Infinity;
+    expire(phase, limits[phase]);
+  };
   return {
     signal: AbortSignal.any(signals),
-    arm(phase) {
+    arm(next) {
+      phase = next;
+      expiresAt = performance.now() + limits[next];
+      if (timer !== undefined && timerAt <= expiresAt) return;
       clearTimeout(timer);
-      timer = setTimeout(() => expire(phase, limits[phase]), limits[phase]);
+      timerAt = expiresAt;
+      timer = setTimeout(check, limits[next]);
     },
     dispose() {
       clearTimeout(timer);
@@ -784,6 +806,7 @@ async function* streamCompletion(
     deadline.arm("first-token");
     const iterator = parseNdjson(response.body, {
       maxLineLength: options.maxLineLength,
+      signal: deadline.signal,
     });
     try {
       while (true) {

@@ -4,9 +4,9 @@
  * browser's `new WebSocket(url, "mcp")`.
  *
  * Outbound backpressure: `send` waits while the socket's `bufferedAmount`
- * is above the high-water mark; a client that stays above the hard cap for
- * longer than the grace period is closed with 1008, which aborts its
- * in-flight calls. Inbound: an oversized frame closes with 1009, a
+ * is above the high-water mark; a client that stays above the hard cap, or
+ * leaves a send waiting, for longer than the grace period is closed with
+ * 1008, which aborts its in-flight calls. Inbound: an oversized frame closes with 1009, a
  * malformed one gets a JSON-RPC error and the socket stays open.
  *
  * @module
@@ -102,7 +102,8 @@ export function attachWebSocket(
 
   function checkQueue(): void {
     const queued = socket.bufferedAmount;
-    if (queued > hardCap) {
+    // Stuck: over the hard cap, or a send has been waiting on a queue that does not drain.
+    if (queued > hardCap || (waiting.size > 0 && queued > highWaterMark)) {
       overSince ??= performance.now();
       if (performance.now() - overSince > graceMs) {
         options.onError?.(

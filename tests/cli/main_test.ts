@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
-import { MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
+import { childEnv, MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
 import { VERSION } from "../../src/version.ts";
 
 interface Run {
@@ -25,7 +25,8 @@ async function rune(
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...(options.host && { OLLAMA_HOST: options.host }), ...options.env },
+    clearEnv: true,
+    env: childEnv({ ...(options.host && { OLLAMA_HOST: options.host }), ...options.env }),
   }).spawn();
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { splitLines } from "../../src/providers/ndjson.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
-import { MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
+import { childEnv, MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
 
 type Message = Record<string, unknown> & { id?: unknown; method?: string };
 
@@ -40,7 +40,8 @@ function startRaw(double: OllamaDouble, args: string[] = []): RawDaemon {
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    clearEnv: true,
+    env: childEnv(),
   }).spawn();
   const writer = child.stdin.getWriter();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines())
