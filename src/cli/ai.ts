@@ -166,7 +166,7 @@ async function list(
     io.err(`No models are installed on ${provider.address}: run "ollama pull llama3.2".\n`);
     return 0;
   }
-  const rows = [["NAME", "SIZE", "PARAMS", "QUANT", "FAMILY", "MODIFIED"]];
+  const rows = [["NAME", "SIZE", "PARAMS", "QUANT", "FAMILY", "MODIFIED", "LOADED"]];
   for (const m of models) {
     rows.push([
       m.name,
@@ -175,6 +175,7 @@ async function list(
       m.quantization ?? "",
       m.family ?? "",
       m.modifiedAt?.slice(0, 10) ?? "",
+      m.loaded ? "yes" : "",
     ]);
   }
   await io.out(table(rows));

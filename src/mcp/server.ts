@@ -158,7 +158,8 @@ function registerProviderTools(provider: Provider, register: Register): void {
     const models = await provider.listModels({ signal: extra.signal });
     const structured = listModelsContent(models);
     const lines = structured.models.map((m) =>
-      [m.name, m.parameter_size, m.quantization, m.family].filter(Boolean).join("  ")
+      [m.name, m.parameter_size, m.quantization, m.family, m.loaded && "(loaded)"].filter(Boolean)
+        .join("  ")
     );
     return {
       content: [{

@@ -38,6 +38,10 @@ const formatSchema = z.union([z.literal("json"), z.record(z.string(), z.unknown(
   '"json" for any JSON output, or a JSON Schema object the output must match.',
 );
 
+const keepAliveSchema = z.union([z.string().min(1), z.number()]).describe(
+  'How long the model stays loaded after the call, e.g. "10m", or seconds (0 unloads it).',
+);
+
 const modelSchema = z.string().min(1).describe('Model name, e.g. "llama3.2" or "qwen3:8b".');
 
 const imagesSchema = z.array(z.string().min(1)).describe(
@@ -53,6 +57,7 @@ export const generateInput = {
   format: formatSchema.optional(),
   options: optionsSchema.optional(),
   think: z.boolean().optional().describe("Ask a thinking model for separate reasoning."),
+  keep_alive: keepAliveSchema.optional(),
 };
 
 const toolCallSchema = z.object({
@@ -90,6 +95,7 @@ export const chatInput = {
   format: formatSchema.optional(),
   options: optionsSchema.optional(),
   think: z.boolean().optional().describe("Ask a thinking model for separate reasoning."),
+  keep_alive: keepAliveSchema.optional(),
 };
 
 /** Input of `ai_<provider>_embed`. */
@@ -116,6 +122,8 @@ const modelInfoSchema = z.object({
   parameter_size: z.string().optional(),
   quantization: z.string().optional(),
   modified_at: z.string().optional(),
+  loaded: z.boolean().describe("Whether the model is in memory now (answers without a load)."),
+  expires_at: z.string().optional().describe("When a loaded model will be unloaded."),
 });
 
 /** Output of `ai_<provider>_list_models`. */
@@ -179,6 +187,7 @@ export function toGenerateRequest(args: z.infer<typeof generateSchema>): Generat
     format: args.format,
     options: toModelOptions(args.options),
     think: args.think,
+    keepAlive: args.keep_alive,
   };
 }
 
@@ -207,6 +216,7 @@ export function toChatRequest(args: z.infer<typeof chatSchema>): ChatRequest {
     format: args.format,
     options: toModelOptions(args.options),
     think: args.think,
+    keepAlive: args.keep_alive,
   };
 }
 
@@ -235,6 +245,8 @@ export function listModelsContent(
         parameter_size: m.parameterSize,
         quantization: m.quantization,
         modified_at: m.modifiedAt,
+        loaded: m.loaded !== undefined,
+        expires_at: m.loaded?.expiresAt,
       }))
     ),
   };

@@ -114,6 +114,13 @@ interface OllamaTagModel {
   };
 }
 
+interface OllamaRunningModel {
+  name?: string;
+  model?: string;
+  expires_at?: string;
+  size_vram?: number;
+}
+
 interface OllamaShow {
   details?: OllamaTagModel["details"];
   model_info?: Record<string, unknown>;
@@ -170,14 +177,14 @@ export function createOllamaProvider(
   async function listModels(call: CallOptions = {}): Promise<ModelInfo[]> {
     // Shared across callers, so one caller's abort must not fail the others.
     tags = cached(tags, async () => {
-      const body = await requestJson<{ models?: OllamaTagModel[] }>(
-        ctx,
-        "GET",
-        "/api/tags",
-        undefined,
-        {},
-      );
-      return (body.models ?? []).map(toModelInfo);
+      // /api/ps says which models are loaded; an Ollama too old for it still lists models.
+      const [body, running] = await Promise.all([
+        requestJson<{ models?: OllamaTagModel[] }>(ctx, "GET", "/api/tags", undefined, {}),
+        requestJson<{ models?: OllamaRunningModel[] }>(ctx, "GET", "/api/ps", undefined, {})
+          .catch(() => undefined),
+      ]);
+      const loaded = new Map((running?.models ?? []).map((m) => [m.name ?? m.model, m]));
+      return (body.models ?? []).map((model) => toModelInfo(model, loaded.get(model.name)));
     });
     return await withSignal(tags.value, call.signal);
   }
@@ -452,8 +459,14 @@ function toOllamaMessage(message: Message): OllamaMessage {
   };
 }
 
-function toModelInfo(model: OllamaTagModel): ModelInfo {
+function toModelInfo(model: OllamaTagModel, running?: OllamaRunningModel): ModelInfo {
   return {
+    ...(running && {
+      loaded: {
+        ...(running.expires_at && { expiresAt: running.expires_at }),
+        ...(running.size_vram !== undefined && { sizeVram: running.size_vram }),
+      },
+    }),
     name: model.name ?? model.model,
     ...(model.size !== undefined && { size: model.size }),
     ...(model.details?.family && { family: model.details.family }),

@@ -190,6 +190,13 @@ export interface ModelInfo {
   modifiedAt?: string;
   /** Capabilities, when the provider knows them. */
   capabilities?: Capabilities;
+  /** Set when the model is loaded in memory right now. */
+  loaded?: {
+    /** When the backend will unload it (ISO 8601). */
+    expiresAt?: string;
+    /** Bytes of it held in GPU memory. */
+    sizeVram?: number;
+  };
 }
 
 /** Details of one model, from the provider's "show" call. */

@@ -41,7 +41,7 @@ Deno.test("tools/list shows the four Ollama tools with schemas and annotations",
     const generate = tools.find((t) => t.name === "ai_ollama_generate")!;
     assert.deepEqual(
       Object.keys(generate.inputSchema.properties ?? {}).sort(),
-      ["format", "images", "model", "options", "prompt", "system", "think"],
+      ["format", "images", "keep_alive", "model", "options", "prompt", "system", "think"],
     );
     assert.deepEqual(generate.inputSchema.required?.sort(), ["model", "prompt"]);
     assert.ok(generate.outputSchema, "has an output schema");
@@ -49,7 +49,7 @@ Deno.test("tools/list shows the four Ollama tools with schemas and annotations",
     const chat = tools.find((t) => t.name === "ai_ollama_chat")!;
     assert.deepEqual(
       Object.keys(chat.inputSchema.properties ?? {}).sort(),
-      ["format", "messages", "model", "options", "think", "tools"],
+      ["format", "keep_alive", "messages", "model", "options", "think", "tools"],
     );
     const embed = tools.find((t) => t.name === "ai_ollama_embed")!;
     assert.deepEqual(Object.keys(embed.inputSchema.properties ?? {}).sort(), ["input", "model"]);

@@ -373,3 +373,27 @@ Deno.test("aborting a generation cancels the upstream stream", async () => {
     assert.equal(texts, 3);
   });
 });
+
+Deno.test("listModels() marks the models /api/ps reports as loaded", async () => {
+  await withDouble(async (double) => {
+    const ollama = provider(double);
+    assert.ok((await ollama.listModels()).every((m) => m.loaded === undefined));
+    await collect(ollama.generate({ model: "llama3.2", prompt: "warm up" }));
+    const models = await ollama.listModels();
+    const llama = models.find((m) => m.name === "llama3.2:latest");
+    assert.ok(llama?.loaded, "llama3.2 is loaded after use");
+    assert.match(llama.loaded.expiresAt ?? "", /^\d{4}-\d\d-\d\dT/);
+    assert.equal(models.find((m) => m.name === "llava:latest")?.loaded, undefined);
+  });
+});
+
+Deno.test("generate() sends keep_alive when given", async () => {
+  await withDouble(async (double) => {
+    await collect(provider(double).generate({ model: "llama3.2", prompt: "x", keepAlive: 0 }));
+    const body = double.requests.find((r) => r.path === "/api/generate")?.body as Record<
+      string,
+      unknown
+    >;
+    assert.equal(body.keep_alive, 0);
+  });
+});
