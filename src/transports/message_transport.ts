@@ -100,7 +100,8 @@ export function createMessageTransport(
       if (initializeTimeoutMs > 0) {
         initTimer = setTimeout(() => {
           transport.onerror?.(new Error(`No initialize request within ${initializeTimeoutMs} ms`));
-          void transport.close();
+          // 1008 (policy violation) on WebSocket: the client broke the handshake rule.
+          Promise.resolve(channel.close(1008, "no initialize request")).finally(finish);
         }, initializeTimeoutMs);
       }
       return Promise.resolve();

@@ -342,3 +342,13 @@ Deno.test("SIGTERM aborts calls still running after the grace period and closes 
     await double.close();
   }
 });
+
+Deno.test("a session that never sends initialize is closed after --init-timeout", async () => {
+  await withDaemon(async (daemon) => {
+    const ws = openSocket(daemon.wsUrl);
+    await ws.opened;
+    const event = await ws.closed;
+    assert.equal(event.code, 1008);
+    assert.equal(event.reason, "no initialize request");
+  }, ["--init-timeout", "0.2"]);
+});
