@@ -61,6 +61,15 @@ interface ToolEntry {
   run(args: Record<string, unknown>, extra: Extra): Promise<CallToolResult>;
 }
 
+/** How a tool presents itself in `tools/list`. */
+interface ToolConfig {
+  title: string;
+  description: string;
+  input: z.ZodRawShape;
+  output: z.ZodRawShape;
+  annotations: ToolAnnotations;
+}
+
 /** Creates a fresh MCP server with every provider's tools registered. */
 export function createMcpServer(deps: McpServerDeps): McpServer {
   const log = deps.log ?? (() => {});
@@ -76,13 +85,7 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
 
   function register(
     name: string,
-    config: {
-      title: string;
-      description: string;
-      input: z.ZodRawShape;
-      output: z.ZodRawShape;
-      annotations: ToolAnnotations;
-    },
+    config: ToolConfig,
     run: ToolEntry["run"],
   ): void {
     server.registerTool(name, {
@@ -131,17 +134,7 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
   return server;
 }
 
-type Register = (
-  name: string,
-  config: {
-    title: string;
-    description: string;
-    input: z.ZodRawShape;
-    output: z.ZodRawShape;
-    annotations: ToolAnnotations;
-  },
-  run: ToolEntry["run"],
-) => void;
+type Register = (name: string, config: ToolConfig, run: ToolEntry["run"]) => void;
 
 function registerProviderTools(provider: Provider, register: Register): void {
   const id = provider.id;

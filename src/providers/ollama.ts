@@ -228,45 +228,35 @@ export function createOllamaProvider(
     }
   }
 
-  async function* generate(
-    request: GenerateRequest,
-    call: CallOptions = {},
+  /** Streams one completion after checking the capabilities the request needs. */
+  async function* complete(
+    path: string,
+    body: Record<string, unknown>,
+    needed: (keyof Capabilities)[],
+    call: CallOptions & { model: string },
   ): AsyncGenerator<Chunk> {
-    await requireCapabilities(
-      request.model,
-      neededFor(request.images, undefined, request.think),
-      call,
-    );
-    const body = {
-      model: request.model,
-      prompt: request.prompt,
-      ...(request.system !== undefined && { system: request.system }),
-      ...(request.images?.length && { images: request.images }),
-      ...commonFields(request),
-      stream: true,
-    };
+    await requireCapabilities(call.model, needed, call);
     try {
-      yield* streamCompletion(ctx, "/api/generate", body, {
-        ...call,
-        maxLineLength,
-        model: request.model,
-      });
+      yield* streamCompletion(ctx, path, { ...body, stream: true }, { ...call, maxLineLength });
     } catch (error) {
       invalidate(error);
       throw error;
     }
   }
 
-  async function* chat(
-    request: ChatRequest,
-    call: CallOptions = {},
-  ): AsyncGenerator<Chunk> {
-    const images = request.messages.flatMap((m) => m.images ?? []);
-    await requireCapabilities(
-      request.model,
-      neededFor(images, request.tools, request.think),
-      call,
-    );
+  function generate(request: GenerateRequest, call: CallOptions = {}): AsyncGenerator<Chunk> {
+    const body = {
+      model: request.model,
+      prompt: request.prompt,
+      ...(request.system !== undefined && { system: request.system }),
+      ...(request.images?.length && { images: request.images }),
+      ...commonFields(request),
+    };
+    const needed = neededFor(request.images, undefined, request.think);
+    return complete("/api/generate", body, needed, { ...call, model: request.model });
+  }
+
+  function chat(request: ChatRequest, call: CallOptions = {}): AsyncGenerator<Chunk> {
     const body = {
       model: request.model,
       messages: request.messages.map(toOllamaMessage),
@@ -281,18 +271,10 @@ export function createOllamaProvider(
         })),
       }),
       ...commonFields(request),
-      stream: true,
     };
-    try {
-      yield* streamCompletion(ctx, "/api/chat", body, {
-        ...call,
-        maxLineLength,
-        model: request.model,
-      });
-    } catch (error) {
-      invalidate(error);
-      throw error;
-    }
+    const images = request.messages.flatMap((m) => m.images ?? []);
+    const needed = neededFor(images, request.tools, request.think);
+    return complete("/api/chat", body, needed, { ...call, model: request.model });
   }
 
   async function embed(
