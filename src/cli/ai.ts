@@ -68,7 +68,9 @@ export async function runAi(args: string[], io: Io): Promise<number> {
   const [provider] = providersFromFlags(values);
   const interrupt = new AbortController();
   const onSignal = () => interrupt.abort(new DOMException("Interrupted", "AbortError"));
-  Deno.addSignalListener("SIGINT", onSignal);
+  // Interactive chat handles Ctrl-C itself (it stops one reply, not the session).
+  const ownInterrupt = command === "chat" && io.isTerminal.stdin;
+  if (!ownInterrupt) Deno.addSignalListener("SIGINT", onSignal);
   try {
     const signal = interrupt.signal;
     switch (command) {
@@ -92,7 +94,7 @@ export async function runAi(args: string[], io: Io): Promise<number> {
     }
     throw error;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    if (!ownInterrupt) Deno.removeSignalListener("SIGINT", onSignal);
   }
 }
 
@@ -316,34 +318,59 @@ async function chat(
   const history: Message[] = [];
   if (values.system) history.push({ role: "system", content: values.system as string });
   const json = Boolean(values.json);
-  if (interactive) io.err(style(io, "dim", `Chatting with ${model}. Type /exit to quit.\n`));
-  const prompt = () => interactive && io.err(style(io, "bold", "> "));
-  prompt();
-  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines());
-  for await (const line of lines) {
-    const text = line.trim();
-    if (text === "/exit" || text === "/quit") break;
-    if (text === "") {
-      prompt();
-      continue;
-    }
-    history.push({ role: "user", content: text });
-    const result = await printStream(
-      provider.chat({
-        model,
-        messages: history,
-        format: formatFlag(values),
-        options: modelOptions(values),
-        think: values.think as boolean | undefined,
-      }, { signal }),
-      io,
-      { json, thinking: Boolean(values.think) },
-    );
-    history.push({ role: "assistant", content: result.text, toolCalls: result.toolCalls });
-    if (json) await io.out(JSON.stringify(chatContent(result)) + "\n");
-    prompt();
+  if (interactive) {
+    io.err(style(io, "dim", `Chatting with ${model}. Ctrl-C stops a reply; /exit quits.\n`));
   }
-  return 0;
+  const prompt = () => interactive && io.err(style(io, "bold", "> "));
+  // On a terminal, Ctrl-C stops the reply being written, not the session.
+  let turn: AbortController | undefined;
+  const onInterrupt = () => turn?.abort(new DOMException("Reply stopped", "AbortError"));
+  if (interactive) Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    prompt();
+    const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(
+      splitLines(),
+    );
+    for await (const line of lines) {
+      const text = line.trim();
+      if (text === "/exit" || text === "/quit") break;
+      if (text === "") {
+        prompt();
+        continue;
+      }
+      history.push({ role: "user", content: text });
+      turn = new AbortController();
+      try {
+        const result = await printStream(
+          provider.chat({
+            model,
+            messages: history,
+            format: formatFlag(values),
+            options: modelOptions(values),
+            think: values.think as boolean | undefined,
+          }, { signal: AbortSignal.any([signal, turn.signal]) }),
+          io,
+          { json, thinking: Boolean(values.think) },
+        );
+        history.push({ role: "assistant", content: result.text, toolCalls: result.toolCalls });
+        if (json) await io.out(JSON.stringify(chatContent(result)) + "\n");
+      } catch (error) {
+        // Piped input is a script: a failed turn ends it (exit 1). On a terminal, keep chatting.
+        if (!interactive || signal.aborted) throw error;
+        history.pop();
+        if (turn.signal.aborted) io.err(style(io, "dim", "\n(reply stopped)\n"));
+        else if (error instanceof RuneError) {
+          io.err(`${style(io, "red", "error")}: ${error.message}\n`);
+        } else throw error;
+      } finally {
+        turn = undefined;
+      }
+      prompt();
+    }
+    return 0;
+  } finally {
+    if (interactive) Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
 }
 
 async function embed(
