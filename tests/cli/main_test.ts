@@ -218,3 +218,51 @@ Deno.test("NO_COLOR output has no escape sequences", async () => {
     assert.ok(!(run.stderr + run.stdout).includes("\x1b["), "no ANSI escape");
   });
 });
+
+const hasScript = (() => {
+  try {
+    return Deno.statSync("/usr/bin/script").isFile;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: hasScript
+    ? "rune ai chat on a terminal prompts, streams replies and quits at /exit"
+    : "rune ai chat on a terminal (skipped: util-linux script is missing for a pseudo-terminal)",
+  ignore: !hasScript,
+  async fn() {
+    await withDouble(async (double) => {
+      const inner = [
+        Deno.execPath(),
+        "run",
+        ...SERVE_PERMISSIONS,
+        MAIN,
+        "ai",
+        "chat",
+        "-m",
+        "llama3.2",
+      ]
+        .map((a) => `'${a}'`).join(" ");
+      // `script` gives the command a pseudo-terminal, so rune sees an interactive session.
+      const child = new Deno.Command("/usr/bin/script", {
+        args: ["-qec", inner, "/dev/null"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        clearEnv: true,
+        env: childEnv({ OLLAMA_HOST: double.host, TERM: "dumb" }),
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("hi there\n/exit\n"));
+      const output = await child.output();
+      await writer.close().catch(() => {});
+      const screen = new TextDecoder().decode(output.stdout);
+      assert.equal(output.code, 0, screen);
+      assert.match(screen, /Chatting with llama3\.2/);
+      assert.match(screen, /> /);
+      assert.match(screen, /Echo: hi there/);
+    });
+  },
+});
