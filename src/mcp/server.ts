@@ -103,9 +103,13 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
 
   for (const provider of deps.providers) registerProviderTools(provider, register);
 
+  // The SDK parses a request with the handler's schema before its own tools/call check, and a
+  // failure there is a -32603 with a raw zod dump; with params left loose here, the SDK's check
+  // answers malformed params with -32602 (invalid params) as JSON-RPC requires.
   server.server.setRequestHandler(
-    CallToolRequestSchema,
-    async (request: CallToolRequest, extra: Extra): Promise<CallToolResult> => {
+    CallToolRequestSchema.extend({ params: z.unknown() }),
+    async (raw, extra: Extra): Promise<CallToolResult> => {
+      const request = raw as CallToolRequest;
       const entry = entries.get(request.params.name);
       if (!entry) {
         throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${request.params.name}"`);

@@ -135,10 +135,12 @@ export function createMessageTransport(
       }
       const parsed = JSONRPCMessageSchema.safeParse(value);
       if (!parsed.success) {
-        // Notifications and responses that are malformed get no reply: there is no id to answer.
+        // Malformed notifications get no reply. A message with an `id` member is no notification
+        // (JSON-RPC 2.0 §4.1) even when the id is unusable: it is answered, with id null then.
         const id = requestIdOf(value);
+        const hasId = typeof value === "object" && value !== null && "id" in value;
         const hasMethod = typeof (value as { method?: unknown })?.method === "string";
-        if (id !== null || !hasMethod) {
+        if (hasId || !hasMethod) {
           reject(
             errorReply(id, JSONRPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"),
           );

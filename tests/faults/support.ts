@@ -1,0 +1,317 @@
+/**
+ * Shared helpers of the fault tests: a daemon process that can speak stdio
+ * and the network at once, raw line and WebSocket drivers that see every
+ * message on the wire, a seeded PRNG, an overall bound for awaited events
+ * and the daemon's resident memory.
+ *
+ * The daemon is spawned here rather than through `tests/daemon.ts` so the
+ * fault tests can hold its stdin/stdout (stdio fuzzing) and its network
+ * endpoints in one process.
+ *
+ * @module
+ */
+
+import { splitLines } from "../../src/providers/ndjson.ts";
+import { MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
+
+/** A JSON-RPC message as read from the wire. */
+export type Message = Record<string, unknown> & {
+  id?: unknown;
+  method?: string;
+  error?: { code: number; message: string };
+  result?: unknown;
+};
+
+/** The newline-delimited JSON-RPC channel on the daemon's stdin/stdout. */
+export interface LineChannel {
+  /** Writes `message` as one JSON line. */
+  send(message: unknown): Promise<void>;
+  /** Writes `text` as is (callers add the newline). */
+  sendRaw(text: string): Promise<void>;
+  /** The next stdout message; every stdout line must be JSON. */
+  next(): Promise<Message>;
+}
+
+/** A running daemon process. */
+export interface FaultDaemon {
+  /** The process. */
+  readonly child: Deno.ChildProcess;
+  /** `http://127.0.0.1:PORT` when the network endpoints are on. */
+  readonly url: string;
+  /** The port of {@linkcode FaultDaemon.url}. */
+  readonly port: number;
+  /** `ws://127.0.0.1:PORT/ws`. */
+  readonly wsUrl: string;
+  /** `http://127.0.0.1:PORT/mcp`. */
+  readonly mcpUrl: string;
+  /** The stdio channel when started with `stdio: true`. */
+  readonly stdio: LineChannel | undefined;
+  /** True once the process has exited. */
+  readonly exited: boolean;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Sends SIGTERM, drains the pipes, closes stdin and resolves to the exit status. */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/** Options of {@linkcode spawnDaemon}. */
+export interface SpawnOptions {
+  /** Serve MCP on stdin/stdout too. */
+  stdio?: boolean;
+  /** Serve the network endpoints on port 0 (default true). */
+  network?: boolean;
+  /**
+   * Further `serve` flags. With the network on, keep `--log-level` at
+   * `info` or `debug`: the port is learnt from the `listening on` line.
+   */
+  args?: string[];
+}
+
+const LISTENING = /listening on (http:\/\/\S+)/;
+
+/**
+ * Starts `src/main.ts serve` against `ollamaHost` and resolves once it
+ * listens (network) or has started (stdio only).
+ */
+export async function spawnDaemon(
+  ollamaHost: string,
+  options: SpawnOptions = {},
+): Promise<FaultDaemon> {
+  const network = options.network ?? true;
+  const stdio = options.stdio ?? false;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...SERVE_PERMISSIONS,
+      MAIN,
+      "serve",
+      ...(stdio ? ["--stdio"] : []),
+      ...(network ? ["--port", "0"] : []),
+      "--ollama-host",
+      ollamaHost,
+      ...(options.args ?? []),
+    ],
+    stdin: stdio ? "piped" : "null",
+    stdout: stdio ? "piped" : "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+
+  let text = "";
+  const seen = Promise.withResolvers<string>();
+  const drained = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      const match = LISTENING.exec(text);
+      if (match) seen.resolve(match[1]);
+    }
+    seen.reject(new Error(`the daemon exited before listening; stderr:\n${text}`));
+  })();
+
+  let channel: LineChannel | undefined;
+  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  let lines: ReadableStreamDefaultReader<string> | undefined;
+  if (stdio) {
+    const encoder = new TextEncoder();
+    const out = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines());
+    const input = child.stdin.getWriter();
+    const reader = out.getReader();
+    writer = input;
+    lines = reader;
+    channel = {
+      send: (message) => input.write(encoder.encode(JSON.stringify(message) + "\n")),
+      sendRaw: (raw) => input.write(encoder.encode(raw)),
+      async next() {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`stdout ended; stderr:\n${text}`);
+        return JSON.parse(value);
+      },
+    };
+  }
+
+  let stopping: Promise<Deno.CommandStatus> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+      if (lines) {
+        // Drain stdout so the process is never blocked on a full pipe.
+        while (!(await lines.read().catch(() => ({ done: true }))).done) {
+          // discard
+        }
+      }
+      const result = await status;
+      // Closing stdin earlier would race EOF against SIGTERM; now it only releases the pipe.
+      await writer?.close().catch(() => {});
+      await drained;
+      return result;
+    })();
+
+  let url = "";
+  if (network) {
+    try {
+      url = new URL(await within(30_000, "the daemon's listening line", seen.promise)).origin;
+    } catch (error) {
+      await stop();
+      throw error;
+    }
+  } else {
+    seen.promise.catch(() => {});
+  }
+  return {
+    child,
+    url,
+    port: url ? Number(new URL(url).port) : 0,
+    wsUrl: url.replace(/^http/, "ws") + "/ws",
+    mcpUrl: url + "/mcp",
+    stdio: channel,
+    get exited() {
+      return exited;
+    },
+    stderr: () => text,
+    stop,
+  };
+}
+
+/** A raw browser-style WebSocket with a queue of parsed messages. */
+export interface RawSocket {
+  /** The socket. */
+  readonly socket: WebSocket;
+  /** Resolves with the close event. */
+  readonly closed: Promise<CloseEvent>;
+  /** Sends a message as one JSON text frame. */
+  send(message: unknown): void;
+  /** The next received message; rejects once the socket closed with nothing queued. */
+  next(): Promise<Message>;
+  /** Closes the socket and waits for the close event. */
+  close(): Promise<CloseEvent>;
+}
+
+/** Opens a WebSocket with subprotocol `mcp` and resolves once it is open. */
+export async function openSocket(url: string): Promise<RawSocket> {
+  const socket = new WebSocket(url, "mcp");
+  const queue: Message[] = [];
+  let wake: (() => void) | undefined;
+  let isClosed = false;
+  const closed = new Promise<CloseEvent>((resolve) => {
+    socket.onclose = (event) => {
+      isClosed = true;
+      wake?.();
+      resolve(event);
+    };
+  });
+  socket.onmessage = (event) => {
+    queue.push(JSON.parse(event.data));
+    wake?.();
+  };
+  await new Promise<void>((resolve, reject) => {
+    socket.onopen = () => resolve();
+    socket.onerror = () => reject(new Error(`cannot open ${url}`));
+  });
+  socket.onerror = () => {};
+  return {
+    socket,
+    closed,
+    send: (message) => socket.send(JSON.stringify(message)),
+    async next() {
+      while (queue.length === 0) {
+        if (isClosed) throw new Error("socket closed");
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+      return queue.shift()!;
+    },
+    close() {
+      if (socket.readyState < WebSocket.CLOSING) socket.close();
+      return closed;
+    },
+  };
+}
+
+/** The `initialize` request every raw session starts with. */
+export function initializeRequest(id: string | number): Message {
+  return {
+    jsonrpc: "2.0",
+    id,
+    method: "initialize",
+    params: {
+      protocolVersion: "2025-06-18",
+      capabilities: {},
+      clientInfo: { name: "rune-faults", version: "1" },
+    },
+  };
+}
+
+/** The notification that completes the handshake. */
+export const INITIALIZED: Message = { jsonrpc: "2.0", method: "notifications/initialized" };
+
+/** A `tools/call` of `ai_ollama_generate` that streams progress for `numPredict` tokens. */
+export function generateCall(id: string | number, numPredict: number, prompt = "tell me"): Message {
+  return {
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: {
+      name: "ai_ollama_generate",
+      arguments: { model: "llama3.2", prompt, options: { num_predict: numPredict } },
+      _meta: { progressToken: `progress-${id}` },
+    },
+  };
+}
+
+/**
+ * Awaits `promise`, failing with `what` if it is still pending after `ms`.
+ * This bounds a test that waits for an event; it asserts no timing.
+ */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The resident set size of process `pid` in bytes: `VmRSS` of
+ * `/proc/PID/status`, read through `cat` because Deno only lets a process
+ * with every permission read another process's `/proc` entries.
+ */
+export async function rssBytes(pid: number): Promise<number> {
+  const output = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/status`],
+    stderr: "null",
+  }).output();
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(new TextDecoder().decode(output.stdout));
+  if (!output.success || !match) throw new Error(`cannot read VmRSS of process ${pid}`);
+  return Number(match[1]) * 1024;
+}
+
+/** A seeded PRNG (mulberry32) returning floats in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The text of a tool result's text content. */
+export function resultText(result: { content?: unknown }): string {
+  const content = (result.content ?? []) as { type: string; text?: string }[];
+  return content.map((c) => (c.type === "text" ? c.text ?? "" : "")).join("");
+}
