@@ -13,6 +13,7 @@
 import {
   isInitializeRequest,
   type McpServer,
+  type RequestId,
   WebStandardStreamableHTTPServerTransport,
 } from "../mcp/sdk.ts";
 import type { Logger } from "../log.ts";
@@ -76,8 +77,38 @@ export interface Handler {
 interface HttpSession {
   transport: WebStandardStreamableHTTPServerTransport;
   server: McpServer;
-  inFlight: number;
+  /** Ids of requests received and not yet answered or cancelled. */
+  inFlight: Set<RequestId>;
   lastSeen: number;
+}
+
+/**
+ * Counts a session's requests from arrival to reply. The HTTP response
+ * (an SSE stream) starts long before a streamed call ends, so in-flight
+ * work is tracked at the message level, like the WebSocket and stdio seam.
+ */
+function trackInFlight(session: HttpSession): void {
+  const { transport } = session;
+  const deliver = transport.onmessage;
+  transport.onmessage = (message, extra) => {
+    session.lastSeen = performance.now();
+    if ("method" in message) {
+      if ("id" in message && message.id !== undefined) session.inFlight.add(message.id);
+      else if (message.method === "notifications/cancelled") {
+        const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
+        if (id !== undefined) session.inFlight.delete(id);
+      }
+    }
+    deliver?.(message, extra);
+  };
+  const send = transport.send.bind(transport);
+  transport.send = (message, options) => {
+    session.lastSeen = performance.now();
+    if ("id" in message && ("result" in message || "error" in message)) {
+      session.inFlight.delete(message.id as RequestId);
+    }
+    return send(message, options);
+  };
 }
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -105,7 +136,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   function sweepIdleHttpSessions(): void {
     const now = performance.now();
     for (const [id, session] of httpSessions) {
-      if (session.inFlight === 0 && now - session.lastSeen > httpIdleMs) {
+      if (session.inFlight.size === 0 && now - session.lastSeen > httpIdleMs) {
         log("info", `closing idle HTTP session ${id}`);
         void session.transport.close();
       }
@@ -208,22 +239,15 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (sessionId !== null) {
       const session = httpSessions.get(sessionId);
       if (!session) return jsonError(404, "Session not found: initialize a new session");
-      const requests = countRequests(body);
-      if (session.inFlight + requests > maxInFlight) {
+      if (session.inFlight.size + countRequests(body) > maxInFlight) {
         return jsonError(
           429,
           `Too many requests in flight (limit ${maxInFlight})`,
           TOO_MANY_REQUESTS,
         );
       }
-      session.inFlight += requests;
       session.lastSeen = performance.now();
-      try {
-        return await session.transport.handleRequest(request, { parsedBody: body });
-      } finally {
-        session.inFlight -= requests;
-        session.lastSeen = performance.now();
-      }
+      return await session.transport.handleRequest(request, { parsedBody: body });
     }
     if (request.method !== "POST" || !isInitializeRequest(body)) {
       return jsonError(400, "Bad Request: no valid session ID; start with an initialize request");
@@ -233,11 +257,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       return jsonError(503, `Too many sessions (limit ${maxSessions})`);
     }
     const server = deps.createServer();
+    let session: HttpSession | undefined;
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => crypto.randomUUID(),
         onsessioninitialized: (id) => {
-          httpSessions.set(id, { transport, server, inFlight: 0, lastSeen: performance.now() });
+          if (session) httpSessions.set(id, session);
           sweeper ??= setInterval(sweepIdleHttpSessions, Math.min(httpIdleMs, 60_000));
         },
         onsessionclosed: (id) => {
@@ -248,6 +273,8 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (transport.sessionId) httpSessions.delete(transport.sessionId);
     };
     await server.connect(transport);
+    session = { transport, server, inFlight: new Set(), lastSeen: performance.now() };
+    trackInFlight(session);
     return await transport.handleRequest(request, { parsedBody: body });
   }
 
@@ -287,7 +314,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     sessions: () => ({ websocket: sockets.size, http: httpSessions.size }),
     inFlight: () =>
       [...sockets].reduce((sum, s) => sum + s.transport.inFlight, 0) +
-      [...httpSessions.values()].reduce((sum, s) => sum + s.inFlight, 0),
+      [...httpSessions.values()].reduce((sum, s) => sum + s.inFlight.size, 0),
     drain: () => {
       draining = true;
     },

@@ -341,3 +341,34 @@ Deno.test("one process serves stdio, WebSocket and Streamable HTTP clients at on
     await double.close();
   }
 });
+
+Deno.test("a streaming HTTP call counts as in flight until its reply", async () => {
+  const double = await startOllamaDouble({ tokenDelayMs: 10 });
+  const daemon = await startDaemon(double.host, ["--max-in-flight", "1"]);
+  const client = await httpClient(daemon.mcpUrl);
+  try {
+    let first!: () => void;
+    const streaming = new Promise<void>((resolve) => (first = resolve));
+    const controller = new AbortController();
+    const long = client.callTool(
+      {
+        name: "ai_ollama_generate",
+        arguments: { model: "llama3.2", prompt: "x", options: { num_predict: 100_000 } },
+      },
+      undefined,
+      { signal: controller.signal, onprogress: () => first() },
+    );
+    await streaming;
+    await assert.rejects(
+      client.callTool({ name: "ai_ollama_list_models", arguments: {} }),
+      /429|Too many requests/,
+    );
+    controller.abort();
+    await assert.rejects(long);
+    await double.waitForOpenStreams(0);
+  } finally {
+    await client.close();
+    await daemon.stop();
+    await double.close();
+  }
+});
