@@ -257,12 +257,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       return jsonError(503, `Too many sessions (limit ${maxSessions})`);
     }
     const server = deps.createServer();
-    let session: HttpSession | undefined;
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => crypto.randomUUID(),
         onsessioninitialized: (id) => {
-          if (session) httpSessions.set(id, session);
+          // Called from handleRequest below, after `session` exists.
+          httpSessions.set(id, session);
           sweeper ??= setInterval(sweepIdleHttpSessions, Math.min(httpIdleMs, 60_000));
         },
         onsessionclosed: (id) => {
@@ -273,7 +273,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (transport.sessionId) httpSessions.delete(transport.sessionId);
     };
     await server.connect(transport);
-    session = { transport, server, inFlight: new Set(), lastSeen: performance.now() };
+    const session: HttpSession = {
+      transport,
+      server,
+      inFlight: new Set(),
+      lastSeen: performance.now(),
+    };
     trackInFlight(session);
     return await transport.handleRequest(request, { parsedBody: body });
   }
