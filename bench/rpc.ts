@@ -1,0 +1,326 @@
+/**
+ * Lean JSON-RPC clients for the benchmark: raw MCP over WebSocket, over a
+ * child process's stdin/stdout, and over Streamable HTTP.
+ *
+ * They skip the SDK client on purpose: it validates every message with zod
+ * and dispatches notifications a microtask late, which would put client
+ * cost (and dropped progress notifications) into server measurements.
+ * Every client speaks the same small interface so one scenario can drive
+ * all transports and the peer alike.
+ *
+ * @module
+ */
+
+import { wallNow } from "./stats.ts";
+
+/** The protocol version the benchmark announces. */
+export const PROTOCOL_VERSION = "2025-06-18";
+
+/** A JSON-RPC message as received. */
+export interface RpcMessage {
+  /** Request id (responses). */
+  id?: number | string;
+  /** Method (requests and notifications). */
+  method?: string;
+  /** Parameters. */
+  params?: Record<string, unknown>;
+  /** Result of a successful request. */
+  result?: Record<string, unknown>;
+  /** Error of a failed request. */
+  error?: { code: number; message: string };
+}
+
+/** Receives a progress notification's params and the wall-clock time it arrived. */
+export type ProgressHandler = (params: Record<string, unknown>, receivedAt: number) => void;
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** Ask for progress notifications and pass them here. */
+  onProgress?: ProgressHandler;
+  /** Called with the request id right after it was sent. */
+  onSent?: (id: number) => void;
+}
+
+/** A connected MCP client. */
+export interface RpcClient {
+  /** Sends a request and resolves with its result (rejects on a JSON-RPC error). */
+  request(
+    method: string,
+    params?: Record<string, unknown>,
+    options?: RequestOptions,
+  ): Promise<Record<string, unknown>>;
+  /** Sends a notification. */
+  notify(method: string, params?: Record<string, unknown>): Promise<void>;
+  /** Closes the connection. */
+  close(): Promise<void>;
+}
+
+interface Pending {
+  resolve(result: Record<string, unknown>): void;
+  reject(error: Error): void;
+  progressToken?: string;
+}
+
+/** Shared request/response bookkeeping of the clients. */
+class Dispatcher {
+  #nextId = 1;
+  #pending = new Map<number | string, Pending>();
+  #progress = new Map<string, ProgressHandler>();
+
+  /** Registers a request and returns its message text and result promise. */
+  prepare(
+    method: string,
+    params: Record<string, unknown> | undefined,
+    options: RequestOptions | undefined,
+  ): { id: number; text: string; result: Promise<Record<string, unknown>> } {
+    const id = this.#nextId++;
+    let body = params;
+    let progressToken: string | undefined;
+    if (options?.onProgress) {
+      progressToken = `p${id}`;
+      this.#progress.set(progressToken, options.onProgress);
+      body = { ...params, _meta: { progressToken } };
+    }
+    const result = new Promise<Record<string, unknown>>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, progressToken });
+    });
+    const text = JSON.stringify({ jsonrpc: "2.0", id, method, ...(body && { params: body }) });
+    return { id, text, result };
+  }
+
+  /** Handles one received message text. */
+  receive(text: string, receivedAt = wallNow()): void {
+    const message = JSON.parse(text) as RpcMessage;
+    if (message.method === "notifications/progress" && message.params) {
+      const handler = this.#progress.get(String(message.params.progressToken));
+      handler?.(message.params, receivedAt);
+      return;
+    }
+    if (message.id === undefined || message.method !== undefined) return;
+    const pending = this.#pending.get(message.id);
+    if (!pending) return;
+    this.#pending.delete(message.id);
+    if (pending.progressToken) this.#progress.delete(pending.progressToken);
+    if (message.error) {
+      pending.reject(new Error(`JSON-RPC error ${message.error.code}: ${message.error.message}`));
+    } else {
+      pending.resolve(message.result ?? {});
+    }
+  }
+
+  /** Fails every pending request. */
+  failAll(error: Error): void {
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+    this.#progress.clear();
+  }
+
+  /** Forgets a request (e.g. cancelled: it gets no reply). */
+  forget(id: number): void {
+    const pending = this.#pending.get(id);
+    if (pending?.progressToken) this.#progress.delete(pending.progressToken);
+    this.#pending.delete(id);
+  }
+}
+
+/** Initializes an MCP session over `client`. */
+export async function initialize(client: RpcClient, name = "rune-bench"): Promise<void> {
+  await client.request("initialize", {
+    protocolVersion: PROTOCOL_VERSION,
+    capabilities: {},
+    clientInfo: { name, version: "1.0.0" },
+  });
+  await client.notify("notifications/initialized");
+}
+
+/** A WebSocket client that can also cancel a request. */
+export interface WsClient extends RpcClient {
+  /** Sends `notifications/cancelled` for request `id` and forgets it. */
+  cancel(id: number): void;
+}
+
+/** Connects to `url` (ws://.../ws) with subprotocol `mcp`; not yet initialized. */
+export function connectWebSocket(url: string): Promise<WsClient> {
+  const socket = new WebSocket(url, "mcp");
+  const dispatcher = new Dispatcher();
+  socket.onmessage = (event) => dispatcher.receive(event.data as string);
+  const closed = new Promise<void>((resolve) => {
+    socket.onclose = () => {
+      dispatcher.failAll(new Error("WebSocket closed"));
+      resolve();
+    };
+  });
+  const client: WsClient = {
+    request(method, params, options) {
+      const { id, text, result } = dispatcher.prepare(method, params, options);
+      socket.send(text);
+      options?.onSent?.(id);
+      return result;
+    },
+    notify(method, params) {
+      socket.send(JSON.stringify({ jsonrpc: "2.0", method, ...(params && { params }) }));
+      return Promise.resolve();
+    },
+    cancel(id) {
+      dispatcher.forget(id);
+      socket.send(JSON.stringify({
+        jsonrpc: "2.0",
+        method: "notifications/cancelled",
+        params: { requestId: id, reason: "benchmark cancel" },
+      }));
+    },
+    async close() {
+      if (socket.readyState < WebSocket.CLOSING) socket.close(1000);
+      await closed;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    socket.onopen = () => resolve(client);
+    socket.onerror = () => reject(new Error(`cannot open WebSocket ${url}`));
+  });
+}
+
+/** A server started as a child process and spoken to over stdio. */
+export interface StdioClient extends RpcClient {
+  /** The child's process id (for RSS readings). */
+  readonly pid: number;
+  /** What the child wrote to stderr (capped). */
+  stderr(): string;
+}
+
+/** Spawns `command args` and speaks newline-delimited JSON-RPC on its stdin/stdout. */
+export function spawnStdio(
+  command: string,
+  args: string[],
+  env: Record<string, string> = {},
+): StdioClient {
+  const child = new Deno.Command(command, {
+    args,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const dispatcher = new Dispatcher();
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  let errText = "";
+  const drainErr = (async () => {
+    try {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        if (errText.length < 20_000) errText += chunk;
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  const reading = (async () => {
+    let partial = "";
+    try {
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        const receivedAt = wallNow();
+        partial += chunk;
+        let newline: number;
+        while ((newline = partial.indexOf("\n")) >= 0) {
+          const line = partial.slice(0, newline);
+          partial = partial.slice(newline + 1);
+          if (line.trim() !== "") dispatcher.receive(line, receivedAt);
+        }
+      }
+    } catch {
+      // Closed.
+    }
+    dispatcher.failAll(new Error(`process ${command} closed stdout`));
+  })();
+  let closing: Promise<void> | undefined;
+  return {
+    pid: child.pid,
+    stderr: () => errText,
+    async request(method, params, options) {
+      const { id, text, result } = dispatcher.prepare(method, params, options);
+      await writer.write(encoder.encode(text + "\n"));
+      options?.onSent?.(id);
+      return await result;
+    },
+    async notify(method, params) {
+      const text = JSON.stringify({ jsonrpc: "2.0", method, ...(params && { params }) });
+      await writer.write(encoder.encode(text + "\n"));
+    },
+    close() {
+      closing ??= (async () => {
+        await writer.close().catch(() => {});
+        const timer = setTimeout(() => {
+          try {
+            child.kill("SIGTERM");
+          } catch {
+            // Gone.
+          }
+        }, 2_000);
+        const killTimer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // Gone.
+          }
+        }, 6_000);
+        await child.status;
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        await Promise.all([reading, drainErr]);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Connects to a Streamable HTTP endpoint (`http://.../mcp`) and initializes a session. */
+export async function connectHttp(url: string): Promise<RpcClient> {
+  const dispatcher = new Dispatcher();
+  let sessionId: string | undefined;
+  async function post(text: string): Promise<void> {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": PROTOCOL_VERSION,
+        ...(sessionId && { "mcp-session-id": sessionId }),
+      },
+      body: text,
+    });
+    sessionId ??= response.headers.get("mcp-session-id") ?? undefined;
+    const body = await response.text();
+    const type = response.headers.get("content-type") ?? "";
+    if (!response.ok) throw new Error(`HTTP ${response.status}: ${body.slice(0, 200)}`);
+    if (type.includes("text/event-stream")) {
+      const receivedAt = wallNow();
+      for (const line of body.split("\n")) {
+        if (line.startsWith("data:")) dispatcher.receive(line.slice(5).trim(), receivedAt);
+      }
+    } else if (type.includes("application/json") && body.trim() !== "") {
+      dispatcher.receive(body);
+    }
+  }
+  const client: RpcClient = {
+    async request(method, params, options) {
+      const { id, text, result } = dispatcher.prepare(method, params, options);
+      const sent = post(text);
+      options?.onSent?.(id);
+      await sent;
+      return await result;
+    },
+    async notify(method, params) {
+      await post(JSON.stringify({ jsonrpc: "2.0", method, ...(params && { params }) }));
+    },
+    async close() {
+      if (!sessionId) return;
+      const response = await fetch(url, {
+        method: "DELETE",
+        headers: { "mcp-session-id": sessionId, "mcp-protocol-version": PROTOCOL_VERSION },
+      });
+      await response.body?.cancel();
+    },
+  };
+  await initialize(client);
+  return client;
+}
