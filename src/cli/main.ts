@@ -8,9 +8,7 @@
 
 import { RuneError, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { runAi } from "./ai.ts";
 import { type Io, processIo, style } from "./output.ts";
-import { runServe } from "./serve.ts";
 
 /** Top-level help. */
 export const HELP = `rune ${VERSION}: an MCP daemon for local and cloud language models
@@ -47,9 +45,10 @@ export async function main(args: string[], io: Io = processIo()): Promise<number
         io.err(HELP + "\n");
         return 2;
       case "serve":
-        return await runServe(rest, io);
+        // Each command loads only what it needs: startup time and memory stay small.
+        return await (await import("./serve.ts")).runServe(rest, io);
       case "ai":
-        return await runAi(rest, io);
+        return await (await import("./ai.ts")).runAi(rest, io);
       default:
         throw new UsageError(`Unknown command "${command}": see "rune --help".`);
     }

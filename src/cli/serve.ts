@@ -10,12 +10,11 @@
 
 import { RuneError, UsageError } from "../errors.ts";
 import { createLogger, isLogLevel, type Logger } from "../log.ts";
-import { createMcpServer } from "../mcp/server.ts";
 import type { Provider } from "../providers/types.ts";
 import { createHandler, type Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
 import { isLoopback } from "../transports/security.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE, serveStdio } from "../transports/stdio.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import type { Io } from "./output.ts";
 import {
   parseFlags,
@@ -137,7 +136,9 @@ async function listen(
     );
   }
   const handler = createHandler({
-    createServer: () => createMcpServer({ providers, log }),
+    // Loaded with the first session: an idle daemon stays small.
+    createServer: async () =>
+      (await import("../mcp/server.ts")).createMcpServer({ providers, log }),
     providers,
     log,
     stdioSessions,
@@ -196,6 +197,19 @@ async function listen(
   return { handler, server };
 }
 
+/** Loads the MCP server and the stdio transport, then serves stdio until it ends. */
+async function serveStdioSession(
+  providers: Provider[],
+  log: Logger,
+  options: import("../transports/stdio.ts").StdioOptions,
+): Promise<void> {
+  const [{ createMcpServer }, { serveStdio }] = await Promise.all([
+    import("../mcp/server.ts"),
+    import("../transports/stdio.ts"),
+  ]);
+  await serveStdio(createMcpServer({ providers, log }), options);
+}
+
 /** Runs `rune serve`; resolves to the exit code once the daemon stopped. */
 export async function runServe(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseFlags(args, serveFlags);
@@ -228,7 +242,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
     const stdioDone = useStdio
-      ? serveStdio(createMcpServer({ providers, log }), {
+      ? serveStdioSession(providers, log, {
         signal: stopStdio.signal,
         maxMessageSize: intFlag(
           values["max-message-bytes"],

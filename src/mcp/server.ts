@@ -61,6 +61,15 @@ interface ToolEntry {
   run(args: Record<string, unknown>, extra: Extra): Promise<CallToolResult>;
 }
 
+/** JSON Schema validation for elicitation results; Rune never elicits, so it refuses. */
+const NO_ELICITATION = {
+  getValidator: () => () => ({
+    valid: false as const,
+    data: undefined,
+    errorMessage: "Rune does not send elicitation requests",
+  }),
+};
+
 /** How a tool presents itself in `tools/list`. */
 interface ToolConfig {
   title: string;
@@ -77,6 +86,9 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
     { name: "rune", title: "Rune", version: VERSION },
     {
       capabilities: { tools: {}, logging: {} },
+      // The SDK builds an Ajv validator per server for elicitation, which Rune never sends:
+      // skipping it saves memory and time on every session.
+      jsonSchemaValidator: NO_ELICITATION,
       instructions:
         "Rune gives access to local and cloud language models. Call ai_ollama_list_models first to see which models exist.",
     },

@@ -159,7 +159,7 @@ export function createOllamaProvider(
   let tags: Cached<ModelInfo[]> | undefined;
   const shows = new Map<string, Cached<ModelDetails>>();
 
-  const ctx: CallContext = { baseUrl, address, timeouts, doFetch };
+  const ctx: CallContext = { baseUrl, address, timeouts, doFetch, clock: new DeadlineClock() };
 
   function cached<T>(
     entry: Cached<T> | undefined,
@@ -348,6 +348,8 @@ interface CallContext {
   address: string;
   timeouts: OllamaTimeouts;
   doFetch: typeof fetch;
+  /** Serves the deadlines of this provider's calls. */
+  clock: DeadlineClock;
 }
 
 interface ExchangeOptions extends CallOptions {
@@ -531,54 +533,109 @@ interface Deadline {
   dispose(): void;
 }
 
+/** A call's deadline as {@linkcode DeadlineClock} sees it. */
+interface ClockEntry {
+  /** When the call expires (`performance.now()` time). */
+  dueAt: number;
+  /** Aborts the call; the clock has already dropped it. */
+  expire(now: number): void;
+}
+
+/** Longest delay `setTimeout` takes as given; longer ones fire at once. */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
+/**
+ * One timer for the deadlines of all of a provider's calls in flight, set
+ * for the earliest one. Timers were a visible part of each call's CPU
+ * time; with calls overlapping, the timer is set once and calls only join
+ * and leave a set. It is cleared when no call is left, so it never keeps
+ * the process alive.
+ */
+class DeadlineClock {
+  #entries = new Set<ClockEntry>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+
+  /** Starts watching `entry`. */
+  add(entry: ClockEntry): void {
+    this.#entries.add(entry);
+    this.moved(entry);
+  }
+
+  /** Stops watching `entry`. */
+  remove(entry: ClockEntry): void {
+    this.#entries.delete(entry);
+    if (this.#entries.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+    }
+  }
+
+  /** Tells the clock `entry.dueAt` changed; a later deadline needs no new timer. */
+  moved(entry: ClockEntry): void {
+    if (entry.dueAt >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = entry.dueAt;
+    const delay = Math.min(Math.max(entry.dueAt - performance.now(), 0), MAX_TIMER_DELAY);
+    this.#timer = setTimeout(() => this.#tick(), delay);
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next: ClockEntry | undefined;
+    for (const entry of this.#entries) {
+      if (entry.dueAt <= now) {
+        this.#entries.delete(entry);
+        entry.expire(now);
+      } else if (next === undefined || entry.dueAt < next.dueAt) {
+        next = entry;
+      }
+    }
+    if (next !== undefined && this.#entries.has(next)) this.moved(next);
+  }
+}
+
 function createDeadline(
   ctx: CallContext,
   signal: AbortSignal | undefined,
 ): Deadline {
-  const watchdog = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expire = (phase: TimeoutPhase, ms: number) => {
-    watchdog.abort(timeoutError(ctx, phase, ms));
-  };
+  const controller = new AbortController();
   const limits: Record<TimeoutPhase, number> = {
     connect: ctx.timeouts.connectMs,
     "first-token": ctx.timeouts.firstTokenMs,
     idle: ctx.timeouts.idleMs,
     total: ctx.timeouts.totalMs,
   };
-  const total = setTimeout(() => expire("total", limits.total), limits.total);
-  const signals = [watchdog.signal, ...(signal ? [signal] : [])];
-  // The watchdog is re-armed for every streamed line, so re-arming only
-  // moves a deadline; the timer is replaced only when it would fire too
-  // late, and when it fires early it waits for the rest (one timer per
-  // call instead of one per token).
+  const totalAt = performance.now() + limits.total;
   let phase: TimeoutPhase = "connect";
-  let expiresAt = 0;
-  let timerAt = Infinity;
-  const check = () => {
-    const remaining = expiresAt - performance.now();
-    if (remaining > 0) {
-      timerAt = expiresAt;
-      timer = setTimeout(check, remaining);
-      return;
-    }
-    timer = undefined;
-    timerAt = Infinity;
-    expire(phase, limits[phase]);
+  let phaseAt = Infinity;
+  const entry: ClockEntry = {
+    dueAt: totalAt,
+    expire() {
+      // The earlier deadline is the one that ran out.
+      const which = phaseAt <= totalAt ? phase : "total";
+      controller.abort(timeoutError(ctx, which, limits[which]));
+    },
   };
+  // Forwarding the caller's abort costs less than `AbortSignal.any` per call.
+  const forward = () => controller.abort(signal?.reason);
+  if (signal?.aborted) forward();
+  else signal?.addEventListener("abort", forward, { once: true });
+  ctx.clock.add(entry);
   return {
-    signal: AbortSignal.any(signals),
+    signal: controller.signal,
     arm(next) {
       phase = next;
-      expiresAt = performance.now() + limits[next];
-      if (timer !== undefined && timerAt <= expiresAt) return;
-      clearTimeout(timer);
-      timerAt = expiresAt;
-      timer = setTimeout(check, limits[next]);
+      phaseAt = performance.now() + limits[next];
+      entry.dueAt = Math.min(phaseAt, totalAt);
+      ctx.clock.moved(entry);
     },
     dispose() {
-      clearTimeout(timer);
-      clearTimeout(total);
+      signal?.removeEventListener("abort", forward);
+      ctx.clock.remove(entry);
     },
   };
 }

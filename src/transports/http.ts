@@ -10,12 +10,8 @@
  * @module
  */
 
-import {
-  isInitializeRequest,
-  type McpServer,
-  type RequestId,
-  WebStandardStreamableHTTPServerTransport,
-} from "../mcp/sdk.ts";
+import type { McpServer, RequestId } from "../mcp/sdk.ts";
+import type { WebStandardStreamableHTTPServerTransport } from "../mcp/sdk_http.ts";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
@@ -24,15 +20,33 @@ import {
   JSONRPC_INVALID_REQUEST,
   JSONRPC_PARSE_ERROR,
   TOO_MANY_REQUESTS,
-} from "./message_transport.ts";
+} from "./jsonrpc.ts";
 import { PLAYGROUND_HTML } from "./playground.ts";
 import { checkRequest, offeredProtocols, type SecurityOptions } from "./security.ts";
-import {
-  attachWebSocket,
-  CLOSE,
-  type WebSocketLimits,
-  type WebSocketSession,
-} from "./websocket.ts";
+import type { WebSocketLimits, WebSocketSession } from "./websocket.ts";
+
+/**
+ * The session machinery (MCP SDK, zod, transports), loaded when the first
+ * session starts: an idle daemon then holds only the listener, which keeps
+ * its memory small.
+ */
+let sessionKit:
+  | Promise<[typeof import("./websocket.ts"), typeof import("../mcp/sdk_http.ts")]>
+  | undefined;
+
+function loadSessionKit() {
+  return sessionKit ??= Promise.all([import("./websocket.ts"), import("../mcp/sdk_http.ts")]);
+}
+
+/** WebSocket close code "going away", sent on shutdown. */
+const CLOSE_GOING_AWAY = 1001;
+
+/** A cheap look at a parsed body: is it an `initialize` request? The SDK validates it fully. */
+function isInitialize(body: unknown): boolean {
+  const message = body as { jsonrpc?: unknown; method?: unknown; id?: unknown } | null;
+  return typeof message === "object" && message !== null && message.jsonrpc === "2.0" &&
+    message.method === "initialize" && message.id !== undefined;
+}
 
 /** Limits of the network endpoints. */
 export interface NetworkLimits extends WebSocketLimits {
@@ -46,8 +60,8 @@ export interface NetworkLimits extends WebSocketLimits {
 
 /** Dependencies of {@linkcode createHandler}. */
 export interface HandlerDeps {
-  /** Creates a fresh MCP server for each session. */
-  createServer: () => McpServer;
+  /** Creates a fresh MCP server for each session (may load it on first use). */
+  createServer: () => McpServer | Promise<McpServer>;
   /** Providers to report in `/healthz`. */
   providers: Provider[];
   /** Origin, Host and token settings. */
@@ -175,7 +189,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     return new Response(JSON.stringify(body), { headers: JSON_HEADERS });
   }
 
-  function upgrade(request: Request): Response {
+  async function upgrade(request: Request): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response('Use a WebSocket client with subprotocol "mcp" on this endpoint.\n', {
         status: 426,
@@ -185,12 +199,13 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (!offeredProtocols(request).includes("mcp")) {
       return new Response('The WebSocket subprotocol "mcp" is required.\n', { status: 400 });
     }
+    const [kit, server] = await Promise.all([loadSessionKit(), deps.createServer()]);
     const { socket, response } = Deno.upgradeWebSocket(request, {
       protocol: "mcp",
       idleTimeout: limits.idleTimeoutSeconds ?? 60,
     });
     socket.binaryType = "arraybuffer";
-    const session = attachWebSocket(socket, deps.createServer(), {
+    const session = kit[0].attachWebSocket(socket, server, {
       ...limits,
       onError: (error) => log("warning", `websocket session: ${error.message}`),
     });
@@ -249,14 +264,17 @@ export function createHandler(deps: HandlerDeps): Handler {
       session.lastSeen = performance.now();
       return await session.transport.handleRequest(request, { parsedBody: body });
     }
-    if (request.method !== "POST" || !isInitializeRequest(body)) {
+    if (request.method !== "POST" || !isInitialize(body)) {
       return jsonError(400, "Bad Request: no valid session ID; start with an initialize request");
     }
     if (draining) return jsonError(503, "Shutting down");
     if (sessionCount() >= maxSessions) {
       return jsonError(503, `Too many sessions (limit ${maxSessions})`);
     }
-    const server = deps.createServer();
+    const [[, { WebStandardStreamableHTTPServerTransport }], server] = await Promise.all([
+      loadSessionKit(),
+      deps.createServer(),
+    ]);
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => crypto.randomUUID(),
@@ -310,7 +328,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (sessionCount() >= maxSessions) {
         return new Response(`Too many sessions (limit ${maxSessions})\n`, { status: 503 });
       }
-      return upgrade(request);
+      return await upgrade(request);
     }
     return await streamableHttp(request);
   };
@@ -326,7 +344,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     closeAll: async () => {
       clearInterval(sweeper);
       sweeper = undefined;
-      for (const session of sockets) session.close(CLOSE.goingAway, "server shutting down");
+      for (const session of sockets) session.close(CLOSE_GOING_AWAY, "server shutting down");
       await Promise.all([...sockets].map((s) => s.closed));
       await Promise.all([...httpSessions.values()].map((s) => s.transport.close()));
       httpSessions.clear();

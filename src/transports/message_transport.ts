@@ -19,6 +19,12 @@ import {
   type RequestId,
   type Transport,
 } from "../mcp/sdk.ts";
+import {
+  errorReply,
+  JSONRPC_INVALID_REQUEST,
+  JSONRPC_PARSE_ERROR,
+  TOO_MANY_REQUESTS,
+} from "./jsonrpc.ts";
 
 /** The byte channel under a {@linkcode MessageTransport}. */
 export interface MessageChannel {
@@ -44,18 +50,6 @@ export interface MessageTransport extends Transport {
   ended(): void;
   /** Requests received and not yet answered or cancelled. */
   readonly inFlight: number;
-}
-
-/** JSON-RPC error codes used for malformed input. */
-export const JSONRPC_PARSE_ERROR = -32700;
-/** The message is JSON but not a valid JSON-RPC 2.0 message. */
-export const JSONRPC_INVALID_REQUEST = -32600;
-/** Implementation-defined server error: too many requests in flight. */
-export const TOO_MANY_REQUESTS = -32000;
-
-/** Serializes a JSON-RPC error reply. */
-export function errorReply(id: RequestId | null, code: number, message: string): string {
-  return JSON.stringify({ jsonrpc: "2.0", id, error: { code, message } });
 }
 
 function requestIdOf(value: unknown): RequestId | null {

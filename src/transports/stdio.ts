@@ -14,11 +14,10 @@ import type { McpServer } from "../mcp/sdk.ts";
 import { splitLines } from "../providers/ndjson.ts";
 import {
   createMessageTransport,
-  errorReply,
-  JSONRPC_INVALID_REQUEST,
   type MessageLimits,
   type MessageTransport,
 } from "./message_transport.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE, errorReply, JSONRPC_INVALID_REQUEST } from "./jsonrpc.ts";
 
 /** Options of {@linkcode serveStdio}. */
 export interface StdioOptions extends MessageLimits {
@@ -33,9 +32,6 @@ export interface StdioOptions extends MessageLimits {
   /** Receives the session's transport once connected (for in-flight counts). */
   onSession?: (transport: MessageTransport) => void;
 }
-
-/** Default bound on one message: large enough for several base64 images. */
-export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024;
 
 /**
  * Serves `server` over stdio until stdin ends, `signal` aborts, or the

@@ -29,8 +29,12 @@ const HANDSHAKE_CLIENTS = 140;
 /** Clients on raw TCP, which drop the connection without a close frame. */
 const DROPPING_CLIENTS = 60;
 const CLIENTS = HANDSHAKE_CLIENTS + DROPPING_CLIENTS;
-/** How far above its baseline the daemon's RSS may stay once the clients are gone. */
-const RSS_SLACK_BYTES = 30 * 1024 * 1024;
+/**
+ * How far above its baseline the daemon's RSS may stay once the clients are gone. V8 returns
+ * memory lazily and GC timing depends on the machine's load, so the bound is generous; a leak
+ * of what 200 streaming sessions hold would exceed it.
+ */
+const RSS_SLACK_BYTES = 64 * 1024 * 1024;
 /** Tokens of each generate: at 100 ms a token the streams outlast the test by far. */
 const LONG = 5_000;
 /** Overall bound on each awaited step. */

@@ -302,11 +302,12 @@ Deno.test("SIGTERM lets calls finish within the grace period, then exits 0", asy
       { onprogress: () => first() },
     ) as Promise<CallToolResult>;
     await streaming;
-    daemon.child.kill("SIGTERM");
+    // One SIGTERM only: a second one during shutdown would kill the process outright.
+    const stopping = daemon.stop();
     const result = await call;
     assert.equal(result.isError, undefined);
     assert.equal((result.structuredContent as { done_reason: string }).done_reason, "length");
-    assert.equal((await daemon.stop()).code, 0);
+    assert.equal((await stopping).code, 0);
   } finally {
     await client.close();
     await daemon.stop();
@@ -332,10 +333,10 @@ Deno.test("SIGTERM aborts calls still running after the grace period and closes 
       },
     }));
     await double.waitForOpenStreams(1);
-    daemon.child.kill("SIGTERM");
+    const stopping = daemon.stop();
     const event = await ws.closed;
     assert.equal(event.code, 1001);
-    assert.equal((await daemon.stop()).code, 0);
+    assert.equal((await stopping).code, 0);
     await double.waitForOpenStreams(0);
   } finally {
     await daemon.stop();
