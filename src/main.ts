@@ -7,5 +7,6 @@
 import { main } from "./cli/main.ts";
 
 if (import.meta.main) {
-  Deno.exitCode = await main(Deno.args);
+  // Exit right away: a call cut short by Ctrl-C or shutdown may still hold sockets and timers.
+  Deno.exit(await main(Deno.args));
 }

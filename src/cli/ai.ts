@@ -56,9 +56,13 @@ type Values = Record<string, string | boolean | string[] | undefined>;
 /** Runs `rune ai ...`; resolves to the exit code. */
 export async function runAi(args: string[], io: Io): Promise<number> {
   const [command, ...rest] = args;
-  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+  if (command === undefined) {
+    io.err(AI_HELP + "\n");
+    return 2;
+  }
+  if (command === "--help" || command === "-h" || command === "help") {
     await io.out(AI_HELP + "\n");
-    return command === undefined ? 2 : 0;
+    return 0;
   }
   const { values, positionals } = parseFlags(rest, aiFlags);
   if (values.help) {
@@ -324,7 +328,10 @@ async function chat(
   const prompt = () => interactive && io.err(style(io, "bold", "> "));
   // On a terminal, Ctrl-C stops the reply being written, not the session.
   let turn: AbortController | undefined;
-  const onInterrupt = () => turn?.abort(new DOMException("Reply stopped", "AbortError"));
+  const onInterrupt = () => {
+    if (turn) turn.abort(new DOMException("Reply stopped", "AbortError"));
+    else io.err(style(io, "dim", "\n(type /exit or press Ctrl-D to quit)\n> "));
+  };
   if (interactive) Deno.addSignalListener("SIGINT", onInterrupt);
   try {
     prompt();

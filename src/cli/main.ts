@@ -53,6 +53,8 @@ export async function main(args: string[], io: Io = processIo()): Promise<number
         throw new UsageError(`Unknown command "${command}": see "rune --help".`);
     }
   } catch (error) {
+    // The reader went away (`rune ai generate ... | head`): nothing left to say.
+    if (error instanceof Deno.errors.BrokenPipe) return 0;
     if (error instanceof UsageError) {
       io.err(`${style(io, "red", "error")}: ${error.message}\n`);
       return 2;

@@ -115,6 +115,16 @@ async function waitUntil(check: () => boolean, ms: number): Promise<void> {
   }
 }
 
+/** Waits for `promise`, but at most `ms`. */
+async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    promise.catch(() => {}),
+    new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+  ]);
+  clearTimeout(timer);
+}
+
 interface Listener {
   handler: Handler;
   server: Deno.HttpServer<Deno.NetAddr>;
@@ -274,7 +284,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     }
     stopStdio.abort();
     await network?.handler.closeAll();
-    await network?.server.shutdown();
+    // A client stuck mid-request (a stalled body) must not hold the exit forever.
+    if (network) await settleWithin(network.server.shutdown(), graceMs);
     await stdioDone;
     log("info", "stopped");
     return 0;

@@ -22,7 +22,13 @@ import {
   TOO_MANY_REQUESTS,
 } from "./jsonrpc.ts";
 import { PLAYGROUND_HTML } from "./playground.ts";
-import { checkRequest, offeredProtocols, type SecurityOptions } from "./security.ts";
+import {
+  checkHost,
+  checkRequest,
+  checkToken,
+  offeredProtocols,
+  type SecurityOptions,
+} from "./security.ts";
 import type { WebSocketLimits, WebSocketSession } from "./websocket.ts";
 
 /**
@@ -110,7 +116,8 @@ function trackInFlight(session: HttpSession): void {
       if ("id" in message && message.id !== undefined) session.inFlight.add(message.id);
       else if (message.method === "notifications/cancelled") {
         const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
-        if (id !== undefined) session.inFlight.delete(id);
+        // The SDK ignores cancels for ids 0 and "" (the call runs on), so they stay counted.
+        if (id !== undefined && id !== 0 && id !== "") session.inFlight.delete(id);
       }
     }
     deliver?.(message, extra);
@@ -161,8 +168,11 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
   }
 
-  async function health(): Promise<Response> {
-    const providers = await Promise.all(deps.providers.map(async (provider) => {
+  /** The provider pings in progress: concurrent health checks share them. */
+  let probe: Promise<unknown[]> | undefined;
+
+  function probeProviders(): Promise<unknown[]> {
+    probe ??= Promise.all(deps.providers.map(async (provider) => {
       try {
         const version = await provider.ping({ signal: AbortSignal.timeout(2_000) });
         return { id: provider.id, address: provider.address, reachable: true, version };
@@ -174,18 +184,25 @@ export function createHandler(deps: HandlerDeps): Handler {
           error: (error as Error).message,
         };
       }
-    }));
-    const body = {
-      status: "ok",
+    })).finally(() => (probe = undefined));
+    return probe;
+  }
+
+  async function health(request: Request): Promise<Response> {
+    const body: Record<string, unknown> = {
+      status: draining ? "draining" : "ok",
       version: VERSION,
       uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
-      sessions: {
+    };
+    // With a token configured, sessions and provider details are for token holders only.
+    if (deps.security.token === undefined || !await checkToken(request, deps.security)) {
+      body.sessions = {
         websocket: sockets.size,
         http: httpSessions.size,
         stdio: deps.stdioSessions?.() ?? 0,
-      },
-      providers,
-    };
+      };
+      body.providers = await probeProviders();
+    }
     return new Response(JSON.stringify(body), { headers: JSON_HEADERS });
   }
 
@@ -254,6 +271,9 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (sessionId !== null) {
       const session = httpSessions.get(sessionId);
       if (!session) return jsonError(404, "Session not found: initialize a new session");
+      if (draining && countRequests(body) > 0) {
+        return jsonError(503, "Shutting down: no new requests", TOO_MANY_REQUESTS);
+      }
       if (session.inFlight.size + countRequests(body) > maxInFlight) {
         return jsonError(
           429,
@@ -303,7 +323,10 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   const handler = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
-    if (url.pathname === "/healthz" && request.method === "GET") return await health();
+    // Every endpoint, health and the page included, refuses a foreign Host (DNS rebinding).
+    const foreignHost = checkHost(request, deps.security);
+    if (foreignHost) return jsonError(foreignHost.status, foreignHost.message);
+    if (url.pathname === "/healthz" && request.method === "GET") return await health(request);
     if (url.pathname === "/" && request.method === "GET") {
       return new Response(PLAYGROUND_HTML, {
         headers: {

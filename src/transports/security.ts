@@ -38,11 +38,20 @@ function hostnameOf(hostHeader: string): string {
   }
 }
 
+/** Compares origins after normalising (`https://App.example/` equals `https://app.example`). */
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return a === b;
+  }
+}
+
 /** Checks the Origin header: none, a localhost origin, or an allowed one. */
 export function checkOrigin(request: Request, options: SecurityOptions): Refusal | undefined {
   const origin = request.headers.get("origin");
   if (origin === null) return undefined;
-  if (options.allowedOrigins?.includes(origin)) return undefined;
+  if (options.allowedOrigins?.some((allowed) => sameOrigin(allowed, origin))) return undefined;
   let hostname = "";
   try {
     const url = new URL(origin);

@@ -33,6 +33,12 @@ export interface WebSocketLimits extends MessageLimits {
   pollMs?: number;
 }
 
+/**
+ * Memory a queued WebSocket message holds beyond its payload, measured on
+ * Deno 2.9 (about 1.5 KB per send).
+ */
+export const MESSAGE_OVERHEAD = 1536;
+
 /** WebSocket close codes used by Rune. */
 export const CLOSE = {
   normal: 1000,
@@ -76,6 +82,10 @@ export function attachWebSocket(
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
   // Since when the queue has been above the hard cap (undefined: it is not).
   let overSince: number | undefined;
+  // Payload queued at the previous check, to tell a draining queue from a stuck one.
+  let lastPayload = 0;
+  // Messages sent since the queue was last seen empty.
+  let unsettled = 0;
   const waiting = new Set<() => void>();
   let poll: ReturnType<typeof setInterval> | undefined;
 
@@ -100,14 +110,28 @@ export function attachWebSocket(
     resolveClosed();
   }
 
+  /**
+   * Bytes the queue costs. `bufferedAmount` counts payload only, while each
+   * queued message also holds about {@linkcode MESSAGE_OVERHEAD} bytes, so
+   * messages sent since the queue was last empty are charged that too.
+   */
+  function queued(): number {
+    const payload = socket.bufferedAmount;
+    if (payload === 0) unsettled = 0;
+    return payload + unsettled * MESSAGE_OVERHEAD;
+  }
+
   function checkQueue(): void {
-    const queued = socket.bufferedAmount;
-    // Stuck: over the hard cap, or a send has been waiting on a queue that does not drain.
-    if (queued > hardCap || (waiting.size > 0 && queued > highWaterMark)) {
-      overSince ??= performance.now();
-      if (performance.now() - overSince > graceMs) {
+    const now = performance.now();
+    const payload = socket.bufferedAmount;
+    const cost = queued();
+    // Stuck: over the hard cap, or a send waits on a queue that does not drain.
+    if (cost > hardCap || (waiting.size > 0 && cost > highWaterMark)) {
+      // A queue that shrank since the last look belongs to a client that still reads.
+      if (overSince === undefined || payload < lastPayload) overSince = now;
+      else if (now - overSince > graceMs) {
         options.onError?.(
-          new Error(`client did not read ${queued} queued bytes for ${graceMs} ms; closing`),
+          new Error(`client did not read ${payload} queued bytes for ${graceMs} ms; closing`),
         );
         close(CLOSE.policy, "client is not reading");
         return;
@@ -115,22 +139,28 @@ export function attachWebSocket(
     } else {
       overSince = undefined;
     }
-    if (queued <= highWaterMark) {
+    lastPayload = payload;
+    if (cost <= highWaterMark) {
       for (const wake of waiting) wake();
       waiting.clear();
     }
-    if (waiting.size === 0) {
+    // Keep watching while anyone waits or the queue is over the hard cap (the grace must run).
+    if (waiting.size === 0 && overSince === undefined) {
       clearInterval(poll);
       poll = undefined;
     }
   }
 
+  function watch(): void {
+    poll ??= setInterval(checkQueue, pollMs);
+  }
+
   function belowHighWater(): Promise<void> {
-    if (socket.bufferedAmount <= highWaterMark) return Promise.resolve();
+    if (queued() <= highWaterMark) return Promise.resolve();
     // There is no event for a draining send queue, so waiting senders poll.
     return new Promise((resolve) => {
       waiting.add(resolve);
-      poll ??= setInterval(checkQueue, pollMs);
+      watch();
     });
   }
 
@@ -139,7 +169,11 @@ export function attachWebSocket(
       await belowHighWater();
       if (!open) throw new Error("WebSocket closed");
       socket.send(text);
-      if (socket.bufferedAmount > hardCap) checkQueue();
+      unsettled++;
+      if (queued() > hardCap) {
+        checkQueue();
+        if (open) watch();
+      }
     },
     close(code, reason) {
       close(code, reason);

@@ -244,6 +244,13 @@ Deno.test("a foreign Host header is refused with 403 (DNS rebinding)", async () 
     );
     const ws = await rawRequest(daemon.port, ["GET /ws HTTP/1.1", "Host: attacker.example"]);
     assert.equal(ws.status, 403);
+    for (const path of ["/healthz", "/"]) {
+      const page = await rawRequest(daemon.port, [
+        `GET ${path} HTTP/1.1`,
+        "Host: attacker.example",
+      ]);
+      assert.equal(page.status, 403, `${path} with a foreign Host`);
+    }
   } finally {
     await daemon.stop();
     await double.close();
@@ -289,8 +296,14 @@ Deno.test("with RUNE_TOKEN every /mcp and /ws request needs the bearer token", a
       refused.readyState === WebSocket.CLOSED ? resolve(0) : (refused.onclose = resolve)
     );
     const health = await fetch(`${daemon.url}/healthz`);
-    await health.body?.cancel();
     assert.equal(health.status, 200, "health needs no token");
+    const limited = await health.json();
+    assert.equal(limited.status, "ok");
+    assert.equal(limited.providers, undefined, "details are for token holders");
+    const full = await (await fetch(`${daemon.url}/healthz`, {
+      headers: { authorization: `Bearer ${token}` },
+    })).json();
+    assert.equal(full.providers[0].reachable, true);
   } finally {
     await daemon.stop();
     await double.close();
