@@ -247,12 +247,14 @@ export interface RuneDaemon {
 }
 
 /**
- * Starts `rune serve --port 0 --ollama-host HOST --log-level warning ...extra`
+ * Starts `rune serve --port 0 --ollama-host HOST --log-level info ...extra`
  * with the daemon's own permissions and waits for its `listening on` line.
+ * `denoFlags` go to `deno run` (e.g. `--cpu-prof` in `bench/cpu.ts`).
  */
 export async function startRuneDaemon(
   ollamaHost: string,
   extra: string[] = [],
+  denoFlags: string[] = [],
 ): Promise<RuneDaemon> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -260,6 +262,7 @@ export async function startRuneDaemon(
       "--config",
       RUNE_CONFIG,
       ...RUNE_PERMISSIONS,
+      ...denoFlags,
       RUNE_MAIN,
       "serve",
       "--port",

@@ -354,10 +354,11 @@ function limits(r: Results): string[] {
         "charged to them, and to whatever else runs on the shared machine. 5,000 calls/s " +
         "would need the daemon below " +
         `${ms((cores * 1000) / 5000 - t100.doubleCpuPerCall - t100.clientCpuPerCall)} per call ` +
-        "here, even before kernel time. A CPU profile of the daemon (`--cpu-prof`, taken while writing this benchmark) " +
-        "puts most of its time in Deno's `fetch` and web streams for the upstream request and " +
-        "NDJSON parsing, then GC, then the MCP SDK's zod validation of every message; the " +
-        "per-token timer re-arming it also showed was removed (see below).",
+        "here, even before kernel time. A CPU profile of the daemon (`bench/cpu.ts --profile`) " +
+        "puts most of its time in Deno's `fetch` (request setup and the native HTTP client), " +
+        "then GC, then the MCP SDK, which checks every incoming message against several zod " +
+        "schemas; the stream stages, timers and duplicate validation it also showed were " +
+        "removed (see below).",
     );
   }
   if (r.relayPaced.delay.p99 >= 5) {
@@ -372,15 +373,21 @@ function limits(r: Results): string[] {
   }
   const idle = r.idleRss.runeNetworkFresh ?? r.idleRss.runeNetwork;
   if (Math.max(idle, r.idleRss.runeStdio) >= 60e6) {
+    const which = idle >= 60e6 && r.idleRss.runeStdio >= 60e6
+      ? "both daemons"
+      : idle >= 60e6
+      ? "the network daemon"
+      : "the stdio daemon";
     out.push(
-      `- **Idle RSS**: a bare \`deno eval\` process already takes ` +
-        `${mb(r.idleRss.bareDeno ?? NaN)}; the rest is loading zod and the MCP SDK (its ` +
-        "`McpServer`, Streamable HTTP transport and validators). Importing them one by one " +
-        "(during development) added roughly 8 MB for zod, 8 MB for the SDK's schemas and " +
-        "12 MB for the server and transport modules. The peer on Node sits at " +
-        `${mb(r.idleRss.peer)}. Getting under 60 MB means dropping \`McpServer\` (Rune only ` +
-        "uses it to list tools) or lazy-loading the Streamable HTTP transport: a design " +
-        "change, not a fix.",
+      `- **Idle RSS** (${which}): a bare \`deno eval\` process already takes ` +
+        `${mb(r.idleRss.bareDeno ?? NaN)}; the rest is loading zod and the MCP SDK. Importing ` +
+        "them one by one (during development) added roughly 11 MB for zod, 7 MB for the SDK's " +
+        "schemas, 10 MB for its `McpServer` and 2 MB for Rune's own modules. The network " +
+        "daemon loads them only when its first session opens (" +
+        `${mb(idle)} idle here); the stdio daemon serves its one session from the start. ` +
+        `The peer on Node sits at ${mb(r.idleRss.peer)}. Getting the stdio daemon under ` +
+        "60 MB means dropping `McpServer` (Rune only uses it to list tools) and more of the " +
+        "SDK: a design change, not a fix.",
     );
   }
   const cost = r.stalled.rssPeak - r.stalled.rssBefore;
@@ -463,6 +470,18 @@ export function renderResults(r: Results): string {
     "within seconds before).",
     "- `src/providers/ollama.ts`: the idle watchdog no longer clears and creates a timer for " +
     "every streamed line; it moves a deadline and keeps one timer (same timeouts).",
+    "- Daemon CPU per `tools/call`: 0.225 ms at 100 sessions in the previous run of this " +
+    `benchmark, ${ms(r.throughput.find((t) => t.sessions === 100)?.daemonCpuPerCall ?? NaN)} ` +
+    "in this one. `ndjson.ts` reads the body with one BYOB reader into a pooled buffer and " +
+    "splits lines inline instead of piping through `TextDecoderStream` and a " +
+    "`TransformStream` (their pipe, abort and reader release cost more than the parsing); " +
+    "`ollama.ts` serves all calls' deadlines from one shared timer, forwards the caller's " +
+    "abort instead of `AbortSignal.any` and drops a generator layer; " +
+    "`message_transport.ts` accepts everyday requests with a structural check where the " +
+    "SDK's schema would only copy them (anything else still goes through zod); `server.ts` " +
+    "shares compiled argument schemas across sessions; `tools.ts` drops undefined fields " +
+    "without a JSON round trip. `bench/cpu.ts` measures this (and `--profile` writes a CPU " +
+    "profile of the daemon).",
     "",
     "## Details",
     "",

@@ -79,6 +79,27 @@ interface ToolConfig {
   annotations: ToolAnnotations;
 }
 
+// The SDK parses a request with the handler's schema before its own tools/call check, and a
+// failure there is a -32603 with a raw zod dump; with params left loose here, the SDK's check
+// answers malformed params with -32602 (invalid params) as JSON-RPC requires. Built once: zod
+// compiles a fast parser per schema object, so sessions sharing one keep it warm.
+const LooseCallToolRequestSchema = CallToolRequestSchema.extend({ params: z.unknown() });
+
+/** Strict argument schemas by input shape, shared by all sessions (see above). */
+const argumentSchemas = new WeakMap<z.ZodRawShape, z.ZodObject<z.ZodRawShape>>();
+
+function argumentsSchema(input: z.ZodRawShape): z.ZodObject<z.ZodRawShape> {
+  let schema = argumentSchemas.get(input);
+  if (schema === undefined) {
+    schema = z.object(input).strict();
+    argumentSchemas.set(input, schema);
+  }
+  return schema;
+}
+
+/** Input shape of the list tool: one object, so its schema is shared too. */
+const NO_INPUT: z.ZodRawShape = {};
+
 /** Creates a fresh MCP server with every provider's tools registered. */
 export function createMcpServer(deps: McpServerDeps): McpServer {
   const log = deps.log ?? (() => {});
@@ -110,16 +131,13 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
       // Never called: tools/call is dispatched below.
       throw new Error("unreachable");
     });
-    entries.set(name, { schema: z.object(config.input).strict(), run });
+    entries.set(name, { schema: argumentsSchema(config.input), run });
   }
 
   for (const provider of deps.providers) registerProviderTools(provider, register);
 
-  // The SDK parses a request with the handler's schema before its own tools/call check, and a
-  // failure there is a -32603 with a raw zod dump; with params left loose here, the SDK's check
-  // answers malformed params with -32602 (invalid params) as JSON-RPC requires.
   server.server.setRequestHandler(
-    CallToolRequestSchema.extend({ params: z.unknown() }),
+    LooseCallToolRequestSchema,
     async (raw, extra: Extra): Promise<CallToolResult> => {
       const request = raw as CallToolRequest;
       const entry = entries.get(request.params.name);
@@ -160,7 +178,7 @@ function registerProviderTools(provider: Provider, register: Register): void {
     title: `List ${label} models`,
     description:
       `Lists the models installed on ${label} with size, family, parameter size and quantization.`,
-    input: {},
+    input: NO_INPUT,
     output: listModelsOutput,
     annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
   }, async (_args, extra) => {

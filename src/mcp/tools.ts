@@ -221,15 +221,29 @@ export function toChatRequest(args: z.infer<typeof chatSchema>): ChatRequest {
 }
 
 function usageOut(usage: FinalResult["usage"]): z.infer<typeof usageSchema> {
-  const out: z.infer<typeof usageSchema> = {
+  return jsonFields({
     prompt_tokens: usage.promptTokens,
     completion_tokens: usage.completionTokens,
     total_ms: usage.totalMs,
     load_ms: usage.loadMs,
     prompt_ms: usage.promptMs,
     generation_ms: usage.generationMs,
-  };
-  return JSON.parse(JSON.stringify(out));
+  });
+}
+
+/**
+ * What a JSON round trip makes of a flat record of scalars (undefined
+ * fields dropped, non-finite numbers as null) without serializing it: this
+ * runs for every call's result.
+ */
+function jsonFields<T extends Record<string, unknown>>(record: T): T {
+  const out: Record<string, unknown> = {};
+  for (const key in record) {
+    const value = record[key];
+    if (value === undefined) continue;
+    out[key] = typeof value === "number" && !Number.isFinite(value) ? null : value;
+  }
+  return out as T;
 }
 
 /** Structured content of a list_models result. */
@@ -238,7 +252,7 @@ export function listModelsContent(
 ): { models: z.infer<typeof modelInfoSchema>[] } {
   return {
     models: models.map((m) =>
-      JSON.parse(JSON.stringify({
+      jsonFields({
         name: m.name,
         size: m.size,
         family: m.family,
@@ -247,7 +261,7 @@ export function listModelsContent(
         modified_at: m.modifiedAt,
         loaded: m.loaded !== undefined,
         expires_at: m.loaded?.expiresAt,
-      }))
+      })
     ),
   };
 }

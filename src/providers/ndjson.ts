@@ -141,7 +141,11 @@ export async function* parseNdjson(
   // One reader, decoder and splitter, no piped streams: a call's reply is
   // usually one or two chunks, and each stream stage cost more CPU than
   // the parsing itself.
-  const reader = body.getReader();
+  const byob = byobReader(body);
+  const plain = byob ? undefined : body.getReader();
+  const reader = byob ?? plain!;
+  // Read into a pooled buffer: a fetch body otherwise allocates 64 KiB per read.
+  let buffer = byob ? takeBuffer() : new Uint8Array(0);
   const decoder = new TextDecoder();
   const splitter = new LineSplitter(options);
   const signal = options.signal;
@@ -152,7 +156,8 @@ export async function* parseNdjson(
   try {
     while (!finished) {
       if (signal?.aborted) throw signal.reason;
-      const { value, done } = await reader.read();
+      const { value, done } = byob ? await byob.read(buffer) : await plain!.read();
+      if (byob && value) buffer = new Uint8Array(value.buffer as ArrayBuffer);
       let lines: string[];
       if (done) {
         finished = true;
@@ -173,6 +178,32 @@ export async function* parseNdjson(
     signal?.removeEventListener("abort", onAbort);
     // Cancelling the body closes the HTTP connection, so the server stops generating.
     if (!finished) await reader.cancel().catch(() => {});
+    // A buffer still in a read was handed to the stream (detached): only a free one goes back.
+    if (byob) giveBuffer(buffer);
+  }
+}
+
+/** Bytes asked for per read of a byte stream. */
+const READ_BUFFER_SIZE = 16 * 1024;
+/** Free read buffers kept for the next calls; at most this many. */
+const POOL_SIZE = 16;
+const pool: Uint8Array<ArrayBuffer>[] = [];
+
+function takeBuffer(): Uint8Array<ArrayBuffer> {
+  return pool.pop() ?? new Uint8Array(READ_BUFFER_SIZE);
+}
+
+function giveBuffer(buffer: Uint8Array<ArrayBuffer>): void {
+  if (buffer.byteLength === READ_BUFFER_SIZE && pool.length < POOL_SIZE) pool.push(buffer);
+}
+
+/** A BYOB reader when `body` is a byte stream (as fetch bodies are). */
+function byobReader(body: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
+  try {
+    return body.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream: read it with the default reader.
+    return undefined;
   }
 }
 

@@ -229,19 +229,19 @@ export function createOllamaProvider(
   }
 
   /** Streams one completion after checking the capabilities the request needs. */
-  async function* complete(
+  function complete(
     path: string,
     body: Record<string, unknown>,
     needed: (keyof Capabilities)[],
     call: CallOptions & { model: string },
   ): AsyncGenerator<Chunk> {
-    await requireCapabilities(call.model, needed, call);
-    try {
-      yield* streamCompletion(ctx, path, { ...body, stream: true }, { ...call, maxLineLength });
-    } catch (error) {
-      invalidate(error);
-      throw error;
-    }
+    // Hooks instead of a wrapping generator: every chunk would pass through one more layer.
+    return streamCompletion(ctx, path, { ...body, stream: true }, {
+      ...call,
+      maxLineLength,
+      before: () => requireCapabilities(call.model, needed, call),
+      onError: invalidate,
+    });
   }
 
   function generate(request: GenerateRequest, call: CallOptions = {}): AsyncGenerator<Chunk> {
@@ -538,7 +538,7 @@ interface ClockEntry {
   /** When the call expires (`performance.now()` time). */
   dueAt: number;
   /** Aborts the call; the clock has already dropped it. */
-  expire(now: number): void;
+  expire(): void;
 }
 
 /** Longest delay `setTimeout` takes as given; longer ones fire at once. */
@@ -574,7 +574,8 @@ class DeadlineClock {
 
   /** Tells the clock `entry.dueAt` changed; a later deadline needs no new timer. */
   moved(entry: ClockEntry): void {
-    if (entry.dueAt >= this.#timerAt) return;
+    // An entry already expired or removed must not set a timer nobody clears.
+    if (entry.dueAt >= this.#timerAt || !this.#entries.has(entry)) return;
     clearTimeout(this.#timer);
     this.#timerAt = entry.dueAt;
     const delay = Math.min(Math.max(entry.dueAt - performance.now(), 0), MAX_TIMER_DELAY);
@@ -585,16 +586,16 @@ class DeadlineClock {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = performance.now();
+    const expired: ClockEntry[] = [];
     let next: ClockEntry | undefined;
     for (const entry of this.#entries) {
-      if (entry.dueAt <= now) {
-        this.#entries.delete(entry);
-        entry.expire(now);
-      } else if (next === undefined || entry.dueAt < next.dueAt) {
-        next = entry;
-      }
+      if (entry.dueAt <= now) expired.push(entry);
+      else if (next === undefined || entry.dueAt < next.dueAt) next = entry;
     }
-    if (next !== undefined && this.#entries.has(next)) this.moved(next);
+    for (const entry of expired) this.#entries.delete(entry);
+    if (next !== undefined) this.moved(next);
+    // Last, so whatever aborting runs sees the clock consistent.
+    for (const entry of expired) entry.expire();
   }
 }
 
@@ -814,6 +815,15 @@ async function requestJson<T>(
   }
 }
 
+/** Options of {@linkcode streamCompletion}. */
+interface StreamOptions extends ExchangeOptions {
+  maxLineLength: number;
+  /** Runs before the request (capability checks); its errors skip `onError`. */
+  before?: () => Promise<void>;
+  /** Sees every error of the exchange before it propagates. */
+  onError?: (error: unknown) => void;
+}
+
 /**
  * Posts a streaming request and turns Ollama's NDJSON lines into chunks.
  * Leaving the loop early (abort, error, consumer `break`) cancels the body.
@@ -822,8 +832,9 @@ async function* streamCompletion(
   ctx: CallContext,
   path: string,
   payload: unknown,
-  options: ExchangeOptions & { maxLineLength: number },
+  options: StreamOptions,
 ): AsyncGenerator<Chunk> {
+  await options.before?.();
   const deadline = createDeadline(ctx, options.signal);
   const model = options.model ?? "";
   let text = "";
@@ -923,6 +934,9 @@ async function* streamCompletion(
     throw new ConnectionDroppedError(
       `Ollama at ${ctx.address} ended the reply after ${lines} chunks without a final "done" chunk: it may have crashed; check the Ollama server log and retry.`,
     );
+  } catch (error) {
+    options.onError?.(error);
+    throw error;
   } finally {
     deadline.dispose();
   }

@@ -58,6 +58,43 @@ function requestIdOf(value: unknown): RequestId | null {
   return typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) ? id : null;
 }
 
+/** Top-level members of a JSON-RPC request or notification. */
+const REQUEST_MEMBERS = new Set(["jsonrpc", "id", "method", "params"]);
+/** A `_meta` member the SDK's schema rewrites (it drops unknown fields inside). */
+const RELATED_TASK = "io.modelcontextprotocol/related-task";
+
+/**
+ * True for a request or notification of the everyday shape, which the
+ * SDK's `JSONRPCMessageSchema` accepts and would only copy. Checking that
+ * by hand spares a zod parse per message; anything else, valid or not,
+ * still goes through the schema, so replies and drops stay the same.
+ */
+function isPlainRequest(value: object): boolean {
+  const message = value as Record<string, unknown>;
+  if (message.jsonrpc !== "2.0" || typeof message.method !== "string") return false;
+  for (const key in message) if (!REQUEST_MEMBERS.has(key)) return false;
+  if ("id" in message && !isRequestId(message.id)) return false;
+  if (!("params" in message)) return true;
+  const params = message.params;
+  if (!isPlainObject(params)) return false;
+  if (!("_meta" in params)) return true;
+  const meta = params._meta;
+  if (!isPlainObject(meta) || RELATED_TASK in meta) return false;
+  return !("progressToken" in meta) || isRequestId(meta.progressToken);
+}
+
+/** A string or a safe integer: what the SDK takes as request id and progress token. */
+function isRequestId(value: unknown): boolean {
+  return typeof value === "string" || Number.isSafeInteger(value);
+}
+
+/** A JSON object whose fields the schema would copy as they are. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  // An own "__proto__" (JSON.parse makes one) would set the prototype in zod's copy instead.
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !Object.hasOwn(value, "__proto__");
+}
+
 /**
  * Creates a transport over `channel`.
  *
@@ -127,21 +164,31 @@ export function createMessageTransport(
         );
         return;
       }
-      const parsed = JSONRPCMessageSchema.safeParse(value);
-      if (!parsed.success) {
-        // Malformed notifications get no reply. A message with an `id` member is no notification
-        // (JSON-RPC 2.0 §4.1) even when the id is unusable: it is answered, with id null then.
-        const id = requestIdOf(value);
-        const hasId = typeof value === "object" && value !== null && "id" in value;
-        const hasMethod = typeof (value as { method?: unknown })?.method === "string";
-        if (hasId || !hasMethod) {
-          reject(
-            errorReply(id, JSONRPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"),
-          );
+      let message: JSONRPCMessage;
+      if (value !== null && typeof value === "object" && isPlainRequest(value)) {
+        message = value as JSONRPCMessage;
+      } else {
+        const parsed = JSONRPCMessageSchema.safeParse(value);
+        if (!parsed.success) {
+          // Malformed notifications get no reply. A message with an `id` member is no
+          // notification (JSON-RPC 2.0 §4.1) even when the id is unusable: it is answered, with
+          // id null then.
+          const id = requestIdOf(value);
+          const hasId = typeof value === "object" && value !== null && "id" in value;
+          const hasMethod = typeof (value as { method?: unknown })?.method === "string";
+          if (hasId || !hasMethod) {
+            reject(
+              errorReply(
+                id,
+                JSONRPC_INVALID_REQUEST,
+                "Invalid Request: not a JSON-RPC 2.0 message",
+              ),
+            );
+          }
+          return;
         }
-        return;
+        message = parsed.data as JSONRPCMessage;
       }
-      const message = parsed.data as JSONRPCMessage;
       if ("method" in message) {
         if ("id" in message && message.id !== undefined) {
           if (message.method === "initialize") clearTimeout(initTimer);
