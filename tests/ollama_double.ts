@@ -51,6 +51,8 @@ export type Fault =
   | { kind: "hang-after-headers" }
   /** The normal reply, one byte every `intervalMs`. */
   | { kind: "trickle"; intervalMs: number }
+  /** The normal reply, but its headers only after `ms`: Ollama loading a model first. */
+  | { kind: "slow-load"; ms: number }
   /** A non-JSON body, e.g. a proxy's HTML error page; `status` defaults to 502. */
   | { kind: "non-json"; body: string; contentType?: string; status?: number };
 
@@ -1462,6 +1464,10 @@ async function faultResponse(
       return tokenStream(state, ctx, path, raw, fault.afterTokens, { end: "error" });
     case "hang-after-headers":
       return streamResponse(managedStream(state, ctx, () => ({ end: "hang" })));
+    case "slow-load":
+      // Real Ollama writes no headers until the model is loaded and the first chunk is ready.
+      await sleep(state, fault.ms);
+      return await normal(ctx);
     case "trickle": {
       const inner = await normal({ ...ctx, countStream: false });
       return trickle(state, ctx, inner, fault.intervalMs);

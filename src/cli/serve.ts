@@ -277,6 +277,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     });
     log("info", "shutting down: no new sessions; waiting for calls in flight");
     network?.handler.drain();
+    stdioTransport?.drain();
     const inFlight = () => (network?.handler.inFlight() ?? 0) + (stdioTransport?.inFlight ?? 0);
     await waitUntil(() => inFlight() === 0, graceMs);
     if (inFlight() > 0) {

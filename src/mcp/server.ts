@@ -83,7 +83,7 @@ interface ToolConfig {
 // failure there is a -32603 with a raw zod dump; with params left loose here, the SDK's check
 // answers malformed params with -32602 (invalid params) as JSON-RPC requires. Built once: zod
 // compiles a fast parser per schema object, so sessions sharing one keep it warm.
-const LooseCallToolRequestSchema = CallToolRequestSchema.extend({ params: z.unknown() });
+const LooseCallToolRequestSchema = CallToolRequestSchema.extend({ params: z.unknown().optional() });
 
 /** Strict argument schemas by input shape, shared by all sessions (see above). */
 const argumentSchemas = new WeakMap<z.ZodRawShape, z.ZodObject<z.ZodRawShape>>();

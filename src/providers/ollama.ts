@@ -194,7 +194,8 @@ export function createOllamaProvider(
     call: CallOptions = {},
   ): Promise<ModelDetails> {
     const name = normalizeModelName(model);
-    const entry = cached(shows.get(name), async () => {
+    const previous = shows.get(name);
+    const entry = cached(previous, async () => {
       const body = await requestJson<OllamaShow>(ctx, "POST", "/api/show", {
         model,
       }, {
@@ -202,7 +203,15 @@ export function createOllamaProvider(
       });
       return toModelDetails(name, body);
     });
-    shows.set(name, entry);
+    if (entry !== previous) {
+      shows.delete(name);
+      // Bounded: any client can ask about any name, and failed lookups must not pile up.
+      if (shows.size >= MAX_CACHED_MODELS) shows.delete(shows.keys().next().value!);
+      shows.set(name, entry);
+      entry.value.catch(() => {
+        if (shows.get(name) === entry) shows.delete(name);
+      });
+    }
     return await withSignal(entry.value, call.signal);
   }
 
@@ -213,6 +222,8 @@ export function createOllamaProvider(
   ): Promise<void> {
     if (needed.length === 0) return;
     const details = await showModel(model, call);
+    // An Ollama too old to report capabilities decides for itself.
+    if (!details.capabilitiesKnown) return;
     for (const capability of needed) {
       if (!details.capabilities[capability]) {
         throw capabilityError(model, capability);
@@ -294,7 +305,11 @@ export function createOllamaProvider(
         total_duration?: number;
         load_duration?: number;
         prompt_eval_count?: number;
-      }>(ctx, "POST", "/api/embed", payload, { ...call, model: request.model });
+      }>(ctx, "POST", "/api/embed", payload, {
+        ...call,
+        model: request.model,
+        headersPhase: "first-token",
+      });
       if (!Array.isArray(body.embeddings)) {
         throw new InvalidResponseError(
           `Ollama at ${address} answered /api/embed without an "embeddings" array: is it a current Ollama (0.3.4 or newer)?`,
@@ -342,6 +357,9 @@ export function createOllamaProvider(
   };
 }
 
+/** Most model details kept in the `/api/show` cache. */
+const MAX_CACHED_MODELS = 256;
+
 /** Everything a single HTTP exchange with Ollama needs. */
 interface CallContext {
   baseUrl: string;
@@ -355,6 +373,8 @@ interface CallContext {
 interface ExchangeOptions extends CallOptions {
   /** Model named in the request, for error messages. */
   model?: string;
+  /** Deadline while waiting for the response headers. Default `connect`. */
+  headersPhase?: TimeoutPhase;
 }
 
 /** Ollama normalises `name` to `name:latest`; caches key on that. */
@@ -488,6 +508,7 @@ function toModelDetails(name: string, show: OllamaShow): ModelDetails {
       { quantization: show.details.quantization_level }),
     ...(show.modified_at && { modifiedAt: show.modified_at }),
     capabilities: toCapabilities(show.capabilities ?? ["completion"]),
+    capabilitiesKnown: Array.isArray(show.capabilities),
     ...(contextLength !== undefined && Number.isFinite(contextLength) &&
       { contextLength }),
     extra: {
@@ -651,7 +672,7 @@ function timeoutError(
     connect:
       `Ollama at ${ctx.address} did not answer within ${seconds} (connect timeout): is it overloaded or hung? Check "ollama ps", or raise --connect-timeout.`,
     "first-token":
-      `Ollama at ${ctx.address} sent no token within ${seconds} of accepting the request (first-token timeout): the model may still be loading; retry, or raise --first-token-timeout.`,
+      `Ollama at ${ctx.address} sent nothing back within ${seconds} (first-token timeout): the model may still be loading, or Ollama is busy with other requests; retry, or raise --first-token-timeout.`,
     idle:
       `Ollama at ${ctx.address} went silent for ${seconds} in the middle of a reply (idle timeout): it may be stuck or overloaded; retry, or raise --idle-timeout.`,
     total:
@@ -677,7 +698,9 @@ async function exchange(
   deadline: Deadline,
   options: ExchangeOptions,
 ): Promise<Response> {
-  deadline.arm("connect");
+  // Ollama sends no headers before the model is loaded and the first chunk is ready, so for
+  // model calls the wait for headers is the first-token wait, not a connect wait.
+  deadline.arm(options.headersPhase ?? "connect");
   let response: Response;
   try {
     response = await ctx.doFetch(`${ctx.baseUrl}${path}`, {
@@ -842,14 +865,10 @@ async function* streamCompletion(
   const toolCalls: ToolCall[] = [];
   let lines = 0;
   try {
-    const response = await exchange(
-      ctx,
-      "POST",
-      path,
-      payload,
-      deadline,
-      options,
-    );
+    const response = await exchange(ctx, "POST", path, payload, deadline, {
+      ...options,
+      headersPhase: "first-token",
+    });
     if (!response.body) {
       throw new InvalidResponseError(
         `Ollama at ${ctx.address} sent an empty reply to ${path}.`,

@@ -203,6 +203,8 @@ export interface ModelInfo {
 export interface ModelDetails extends ModelInfo {
   /** Capabilities of this model. */
   capabilities: Capabilities;
+  /** False when the backend did not report capabilities (then `capabilities` is a guess). */
+  capabilitiesKnown: boolean;
   /** Context length the model was trained with, if known. */
   contextLength?: number;
   /** Provider-specific extras (template, parameters, license...). */

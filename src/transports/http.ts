@@ -363,6 +363,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       [...httpSessions.values()].reduce((sum, s) => sum + s.inFlight.size, 0),
     drain: () => {
       draining = true;
+      for (const session of sockets) session.transport.drain();
     },
     closeAll: async () => {
       clearInterval(sweeper);

@@ -50,6 +50,8 @@ export interface MessageTransport extends Transport {
   ended(): void;
   /** Requests received and not yet answered or cancelled. */
   readonly inFlight: number;
+  /** Refuses new requests from now on (shutdown); calls in flight go on. */
+  drain(): void;
 }
 
 function requestIdOf(value: unknown): RequestId | null {
@@ -109,6 +111,7 @@ export function createMessageTransport(
   const initializeTimeoutMs = limits.initializeTimeoutMs ?? 30_000;
   const inFlight = new Set<RequestId>();
   let closed = false;
+  let draining = false;
   let initTimer: ReturnType<typeof setTimeout> | undefined;
 
   function reject(text: string): void {
@@ -202,6 +205,10 @@ export function createMessageTransport(
             );
             return;
           }
+          if (draining && message.method !== "ping") {
+            reject(errorReply(message.id, TOO_MANY_REQUESTS, "Shutting down: no new requests"));
+            return;
+          }
           if (inFlight.size >= maxInFlight) {
             reject(
               errorReply(
@@ -216,10 +223,14 @@ export function createMessageTransport(
         } else if (message.method === "notifications/cancelled") {
           // A cancelled request gets no reply, so it stops counting now.
           const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
-          if (id !== undefined) inFlight.delete(id);
+          // The SDK ignores cancels for ids 0 and "" (the call runs on), so they stay counted.
+          if (id !== undefined && id !== 0 && id !== "") inFlight.delete(id);
         }
       }
       transport.onmessage?.(message);
+    },
+    drain() {
+      draining = true;
     },
     ended() {
       finish();

@@ -397,3 +397,62 @@ Deno.test("generate() sends keep_alive when given", async () => {
     assert.equal(body.keep_alive, 0);
   });
 });
+
+Deno.test("a slow model load counts against the first-token timeout, not the connect timeout", async () => {
+  await withDouble(async (double) => {
+    const patient = provider(double, { connectMs: 100, firstTokenMs: 10_000 });
+    double.failNext({ kind: "slow-load", ms: 300 });
+    const result = await collect(patient.generate({ model: "llama3.2", prompt: "loaded" }));
+    assert.equal(result.text, "Echo: loaded");
+    double.failNext({ kind: "slow-load", ms: 300 });
+    const embedded = await patient.embed({ model: "all-minilm", input: "x" });
+    assert.equal(embedded.embeddings.length, 1);
+    double.failNext({ kind: "slow-load", ms: 300 });
+    await assert.rejects(
+      collect(
+        provider(double, { connectMs: 10_000, firstTokenMs: 100 }).generate({
+          model: "llama3.2",
+          prompt: "x",
+        }),
+      ),
+      (e: Error) =>
+        e instanceof ProviderTimeoutError && e.phase === "first-token" &&
+        /--first-token-timeout/.test(e.message),
+    );
+  });
+});
+
+Deno.test("concurrent calls keep their own deadlines", async () => {
+  await withDouble(async (double) => {
+    const ollama = provider(double, { firstTokenMs: 200 });
+    double.failNext({ kind: "hang-after-headers" });
+    const stuck = collect(ollama.generate({ model: "llama3.2", prompt: "stuck" }));
+    const fine = await Array.fromAsync(
+      Array.from(
+        { length: 5 },
+        (_, i) => collect(ollama.generate({ model: "llama3.2", prompt: `${i}` })),
+      ),
+    );
+    assert.deepEqual(fine.map((r) => r.text), [
+      "Echo: 0",
+      "Echo: 1",
+      "Echo: 2",
+      "Echo: 3",
+      "Echo: 4",
+    ]);
+    await assert.rejects(
+      stuck,
+      (e: Error) => e instanceof ProviderTimeoutError && e.phase === "first-token",
+    );
+    await double.waitForOpenStreams(0);
+  });
+});
+
+Deno.test("failed model lookups are not cached", async () => {
+  await withDouble(async (double) => {
+    const ollama = createOllamaProvider({ baseUrl: double.url, cacheMs: 60_000 });
+    await assert.rejects(ollama.showModel("nosuch"), ModelNotFoundError);
+    await assert.rejects(ollama.showModel("nosuch"), ModelNotFoundError);
+    assert.equal(double.requests.filter((r) => r.path === "/api/show").length, 2);
+  });
+});

@@ -232,3 +232,39 @@ Deno.test("SIGTERM stops the stdio daemon with exit code 0 and logs only to stde
   await daemon.next().catch(() => {});
   await double.close();
 });
+
+Deno.test("a call with id 0 stays counted after a cancel the SDK cannot honour", async () => {
+  const double = await startOllamaDouble({ tokenDelayMs: 5 });
+  const daemon = startRaw(double, ["--max-in-flight", "1"]);
+  try {
+    await initialized(daemon);
+    await daemon.send(generateCall(0, "zero", { options: { num_predict: 40 } }));
+    await daemon.send({
+      jsonrpc: "2.0",
+      method: "notifications/cancelled",
+      params: { requestId: 0, reason: "test" },
+    });
+    await daemon.send(generateCall(1, "one"));
+    const seen = await daemon.until(1);
+    const refused = seen.at(-1)!;
+    assert.equal((refused.error as { code: number }).code, -32000, "id 0 still holds the slot");
+    await daemon.until(0);
+  } finally {
+    assert.equal((await finish(daemon)).code, 0);
+    await double.close();
+  }
+});
+
+Deno.test("tools/call without params is an invalid-params error", async () => {
+  const double = await startOllamaDouble();
+  const daemon = startRaw(double);
+  try {
+    await initialized(daemon);
+    await daemon.send({ jsonrpc: "2.0", id: 9, method: "tools/call" });
+    const [reply] = await daemon.until(9);
+    assert.equal((reply.error as { code: number }).code, -32602);
+  } finally {
+    assert.equal((await finish(daemon)).code, 0);
+    await double.close();
+  }
+});

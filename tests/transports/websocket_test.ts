@@ -353,3 +353,38 @@ Deno.test("a session that never sends initialize is closed after --init-timeout"
     assert.equal(event.reason, "no initialize request");
   }, ["--init-timeout", "0.2"]);
 });
+
+Deno.test("during the shutdown grace, existing sessions get no new calls but finish theirs", async () => {
+  const double = await startOllamaDouble({ tokenDelayMs: 5 });
+  const daemon = await startDaemon(double.host, ["--shutdown-grace", "20"]);
+  const ws = openSocket(daemon.wsUrl);
+  try {
+    await ws.opened;
+    ws.socket.send(INIT);
+    await ws.next();
+    const call = (id: number, numPredict: number) =>
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: {
+          name: "ai_ollama_generate",
+          arguments: { model: "llama3.2", prompt: "x", options: { num_predict: numPredict } },
+        },
+      });
+    ws.socket.send(call(1, 80));
+    await double.waitForOpenStreams(1);
+    const stopping = daemon.stop();
+    await daemon.waitForLog(/shutting down/);
+    ws.socket.send(call(2, 1));
+    const replies = [await ws.next(), await ws.next()];
+    const refused = replies.find((m) => m.id === 2)!;
+    assert.equal((refused.error as { code: number }).code, -32000);
+    assert.ok(replies.find((m) => m.id === 1)?.result, "the call in flight finished");
+    assert.equal((await stopping).code, 0);
+    await ws.closed;
+  } finally {
+    await daemon.stop();
+    await double.close();
+  }
+});
