@@ -53,6 +53,16 @@ const aiFlags = {
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
+/** What every `rune ai` subcommand works with. */
+interface Command {
+  provider: Provider;
+  positionals: string[];
+  values: Values;
+  io: Io;
+  /** Aborted by Ctrl-C. */
+  signal: AbortSignal;
+}
+
 /** Runs `rune ai ...`; resolves to the exit code. */
 export async function runAi(args: string[], io: Io): Promise<number> {
   const [command, ...rest] = args;
@@ -76,18 +86,18 @@ export async function runAi(args: string[], io: Io): Promise<number> {
   const ownInterrupt = command === "chat" && io.isTerminal.stdin;
   if (!ownInterrupt) Deno.addSignalListener("SIGINT", onSignal);
   try {
-    const signal = interrupt.signal;
+    const cmd: Command = { provider, positionals, values, io, signal: interrupt.signal };
     switch (command) {
       case "list":
-        return await list(provider, values, io, signal);
+        return await list(cmd);
       case "show":
-        return await show(provider, positionals, values, io, signal);
+        return await show(cmd);
       case "generate":
-        return await generate(provider, positionals, values, io, signal);
+        return await generate(cmd);
       case "chat":
-        return await chat(provider, values, io, signal);
+        return await chat(cmd);
       case "embed":
-        return await embed(provider, positionals, values, io, signal);
+        return await embed(cmd);
       default:
         throw new UsageError(`Unknown command "rune ai ${command}": see "rune ai --help".`);
     }
@@ -157,12 +167,7 @@ function table(rows: string[][]): string {
   ) + "\n";
 }
 
-async function list(
-  provider: Provider,
-  values: Values,
-  io: Io,
-  signal: AbortSignal,
-): Promise<number> {
+async function list({ provider, values, io, signal }: Command): Promise<number> {
   const models = await provider.listModels({ signal });
   if (values.json) {
     await io.out(JSON.stringify(listModelsContent(models).models, null, 2) + "\n");
@@ -188,13 +193,7 @@ async function list(
   return 0;
 }
 
-async function show(
-  provider: Provider,
-  positionals: string[],
-  values: Values,
-  io: Io,
-  signal: AbortSignal,
-): Promise<number> {
+async function show({ provider, positionals, values, io, signal }: Command): Promise<number> {
   const model = positionals[0] ?? (values.model as string | undefined);
   if (!model || positionals.length > 1) throw new UsageError("Usage: rune ai show MODEL");
   const details = await provider.showModel(model, { signal });
@@ -279,13 +278,7 @@ async function printStream(
   throw new Error("provider stream ended without a final result");
 }
 
-async function generate(
-  provider: Provider,
-  positionals: string[],
-  values: Values,
-  io: Io,
-  signal: AbortSignal,
-): Promise<number> {
+async function generate({ provider, positionals, values, io, signal }: Command): Promise<number> {
   const model = requireModel(values);
   let prompt = positionals.join(" ");
   if (prompt === "") {
@@ -311,12 +304,7 @@ async function generate(
   return 0;
 }
 
-async function chat(
-  provider: Provider,
-  values: Values,
-  io: Io,
-  signal: AbortSignal,
-): Promise<number> {
+async function chat({ provider, values, io, signal }: Command): Promise<number> {
   const model = requireModel(values);
   const interactive = io.isTerminal.stdin;
   const history: Message[] = [];
@@ -380,13 +368,7 @@ async function chat(
   }
 }
 
-async function embed(
-  provider: Provider,
-  positionals: string[],
-  values: Values,
-  io: Io,
-  signal: AbortSignal,
-): Promise<number> {
+async function embed({ provider, positionals, values, io, signal }: Command): Promise<number> {
   const model = requireModel(values);
   let inputs = positionals;
   if (inputs.length === 0) {

@@ -130,11 +130,15 @@ interface Listener {
   server: Deno.HttpServer<Deno.NetAddr>;
 }
 
+/** Starts the network listener from the parsed flags. */
 async function listen(
   values: Record<string, unknown>,
-  providers: Provider[],
-  log: Logger,
-  stdioSessions: () => number,
+  { providers, log, stdioSessions }: {
+    providers: Provider[];
+    log: Logger;
+    /** Number of stdio sessions, for `/healthz`. */
+    stdioSessions: () => number;
+  },
 ): Promise<Listener> {
   const hostname = (values.host as string | undefined) ?? "127.0.0.1";
   const port = intFlag(values.port, "port", DEFAULT_PORT);
@@ -242,7 +246,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
 
   let stdioTransport: MessageTransport | undefined;
   const network = useNetwork
-    ? await listen(values, providers, log, () => stdioTransport ? 1 : 0)
+    ? await listen(values, { providers, log, stdioSessions: () => stdioTransport ? 1 : 0 })
     : undefined;
 
   const stop = new AbortController();

@@ -86,7 +86,17 @@ interface OllamaMessage {
   tool_name?: string;
 }
 
-interface OllamaStreamLine {
+/** Token counts and durations (nanoseconds) Ollama reports when a call ends. */
+interface OllamaStats {
+  total_duration?: number;
+  load_duration?: number;
+  prompt_eval_count?: number;
+  prompt_eval_duration?: number;
+  eval_count?: number;
+  eval_duration?: number;
+}
+
+interface OllamaStreamLine extends OllamaStats {
   model?: string;
   response?: string;
   thinking?: string;
@@ -94,12 +104,6 @@ interface OllamaStreamLine {
   done?: boolean;
   done_reason?: string;
   error?: string;
-  total_duration?: number;
-  load_duration?: number;
-  prompt_eval_count?: number;
-  prompt_eval_duration?: number;
-  eval_count?: number;
-  eval_duration?: number;
 }
 
 interface OllamaTagModel {
@@ -179,8 +183,8 @@ export function createOllamaProvider(
     tags = cached(tags, async () => {
       // /api/ps says which models are loaded; an Ollama too old for it still lists models.
       const [body, running] = await Promise.all([
-        requestJson<{ models?: OllamaTagModel[] }>(ctx, "GET", "/api/tags", undefined, {}),
-        requestJson<{ models?: OllamaRunningModel[] }>(ctx, "GET", "/api/ps", undefined, {})
+        requestJson<{ models?: OllamaTagModel[] }>(ctx, { method: "GET", path: "/api/tags" }),
+        requestJson<{ models?: OllamaRunningModel[] }>(ctx, { method: "GET", path: "/api/ps" })
           .catch(() => undefined),
       ]);
       const loaded = new Map((running?.models ?? []).map((m) => [m.name ?? m.model, m]));
@@ -196,9 +200,10 @@ export function createOllamaProvider(
     const name = normalizeModelName(model);
     const previous = shows.get(name);
     const entry = cached(previous, async () => {
-      const body = await requestJson<OllamaShow>(ctx, "POST", "/api/show", {
-        model,
-      }, {
+      const body = await requestJson<OllamaShow>(ctx, {
+        method: "POST",
+        path: "/api/show",
+        payload: { model },
         model,
       });
       return toModelDetails(name, body);
@@ -247,8 +252,11 @@ export function createOllamaProvider(
     call: CallOptions & { model: string },
   ): AsyncGenerator<Chunk> {
     // Hooks instead of a wrapping generator: every chunk would pass through one more layer.
-    return streamCompletion(ctx, path, { ...body, stream: true }, {
+    return streamCompletion(ctx, {
       ...call,
+      method: "POST",
+      path,
+      payload: { ...body, stream: true },
       maxLineLength,
       before: () => requireCapabilities(call.model, needed, call),
       onError: invalidate,
@@ -263,7 +271,7 @@ export function createOllamaProvider(
       ...(request.images?.length && { images: request.images }),
       ...commonFields(request),
     };
-    const needed = neededFor(request.images, undefined, request.think);
+    const needed = neededFor({ images: request.images, think: request.think });
     return complete("/api/generate", body, needed, { ...call, model: request.model });
   }
 
@@ -284,7 +292,7 @@ export function createOllamaProvider(
       ...commonFields(request),
     };
     const images = request.messages.flatMap((m) => m.images ?? []);
-    const needed = neededFor(images, request.tools, request.think);
+    const needed = neededFor({ images, tools: request.tools, think: request.think });
     return complete("/api/chat", body, needed, { ...call, model: request.model });
   }
 
@@ -299,17 +307,17 @@ export function createOllamaProvider(
       ...(request.keepAlive !== undefined && { keep_alive: request.keepAlive }),
     };
     try {
-      const body = await requestJson<{
-        model?: string;
-        embeddings?: number[][];
-        total_duration?: number;
-        load_duration?: number;
-        prompt_eval_count?: number;
-      }>(ctx, "POST", "/api/embed", payload, {
-        ...call,
-        model: request.model,
-        headersPhase: "first-token",
-      });
+      const body = await requestJson<OllamaStats & { model?: string; embeddings?: number[][] }>(
+        ctx,
+        {
+          ...call,
+          method: "POST",
+          path: "/api/embed",
+          payload,
+          model: request.model,
+          headersPhase: "first-token",
+        },
+      );
       if (!Array.isArray(body.embeddings)) {
         throw new InvalidResponseError(
           `Ollama at ${address} answered /api/embed without an "embeddings" array: is it a current Ollama (0.3.4 or newer)?`,
@@ -327,13 +335,11 @@ export function createOllamaProvider(
   }
 
   async function ping(call: CallOptions = {}): Promise<string> {
-    const body = await requestJson<{ version?: string }>(
-      ctx,
-      "GET",
-      "/api/version",
-      undefined,
-      call,
-    );
+    const body = await requestJson<{ version?: string }>(ctx, {
+      ...call,
+      method: "GET",
+      path: "/api/version",
+    });
     return body.version ?? "unknown";
   }
 
@@ -370,7 +376,13 @@ interface CallContext {
   clock: DeadlineClock;
 }
 
-interface ExchangeOptions extends CallOptions {
+interface ExchangeRequest extends CallOptions {
+  /** HTTP method. */
+  method: "GET" | "POST";
+  /** API path, e.g. `/api/tags`. */
+  path: string;
+  /** JSON body, if any. */
+  payload?: unknown;
   /** Model named in the request, for error messages. */
   model?: string;
   /** Deadline while waiting for the response headers. Default `connect`. */
@@ -382,10 +394,9 @@ function normalizeModelName(model: string): string {
   return model.includes(":") ? model : `${model}:latest`;
 }
 
+/** The capabilities a request needs beyond plain completion. */
 function neededFor(
-  images: string[] | undefined,
-  tools: unknown[] | undefined,
-  think: boolean | undefined,
+  { images, tools, think }: { images?: string[]; tools?: unknown[]; think?: boolean },
 ): (keyof Capabilities)[] {
   const needed: (keyof Capabilities)[] = [];
   if (images?.length) needed.push("vision");
@@ -521,14 +532,7 @@ function toModelDetails(name: string, show: OllamaShow): ModelDetails {
 
 const NS_PER_MS = 1_000_000;
 
-function toUsage(line: {
-  total_duration?: number;
-  load_duration?: number;
-  prompt_eval_count?: number;
-  prompt_eval_duration?: number;
-  eval_count?: number;
-  eval_duration?: number;
-}): Usage {
+function toUsage(line: OllamaStats): Usage {
   const ms = (ns: number | undefined) => ns === undefined ? undefined : ns / NS_PER_MS;
   const usage: Usage = {
     promptTokens: line.prompt_eval_count,
@@ -692,15 +696,12 @@ function abortReason(signal: AbortSignal, fallback: unknown): unknown {
  */
 async function exchange(
   ctx: CallContext,
-  method: string,
-  path: string,
-  payload: unknown,
-  deadline: Deadline,
-  options: ExchangeOptions,
+  request: ExchangeRequest & { deadline: Deadline },
 ): Promise<Response> {
+  const { method, path, payload, deadline } = request;
   // Ollama sends no headers before the model is loaded and the first chunk is ready, so for
   // model calls the wait for headers is the first-token wait, not a connect wait.
-  deadline.arm(options.headersPhase ?? "connect");
+  deadline.arm(request.headersPhase ?? "connect");
   let response: Response;
   try {
     response = await ctx.doFetch(`${ctx.baseUrl}${path}`, {
@@ -723,14 +724,13 @@ async function exchange(
   }
   if (response.ok) return response;
   const text = await response.text().catch(() => "");
-  throw httpError(ctx, response, text, options.model);
+  throw httpError(ctx, { response, text, model: request.model });
 }
 
+/** Maps an HTTP error reply onto a typed error. */
 function httpError(
   ctx: CallContext,
-  response: Response,
-  text: string,
-  model?: string,
+  { response, text, model }: { response: Response; text: string; model?: string },
 ): ProviderError {
   let message: string | undefined;
   try {
@@ -748,14 +748,13 @@ function httpError(
       }): is OLLAMA_HOST pointing at Ollama and not at a proxy or another service?`,
     );
   }
-  return upstreamError(ctx, response.status, message, model);
+  return upstreamError(ctx, { status: response.status, message, model });
 }
 
+/** Maps an error Ollama reported (`status` 200: inside a stream) onto a typed error. */
 function upstreamError(
   ctx: CallContext,
-  status: number,
-  message: string,
-  model?: string,
+  { status, message, model }: { status: number; message: string; model?: string },
 ): ProviderError {
   const cause = new Error(message);
   if (
@@ -793,23 +792,11 @@ function upstreamError(
 }
 
 /** A JSON request/response call under the connect and total deadlines. */
-async function requestJson<T>(
-  ctx: CallContext,
-  method: string,
-  path: string,
-  payload: unknown,
-  options: ExchangeOptions,
-): Promise<T> {
-  const deadline = createDeadline(ctx, options.signal);
+async function requestJson<T>(ctx: CallContext, request: ExchangeRequest): Promise<T> {
+  const { path } = request;
+  const deadline = createDeadline(ctx, request.signal);
   try {
-    const response = await exchange(
-      ctx,
-      method,
-      path,
-      payload,
-      deadline,
-      options,
-    );
+    const response = await exchange(ctx, { ...request, deadline });
     deadline.arm("first-token");
     let text: string;
     try {
@@ -839,7 +826,7 @@ async function requestJson<T>(
 }
 
 /** Options of {@linkcode streamCompletion}. */
-interface StreamOptions extends ExchangeOptions {
+interface StreamOptions extends ExchangeRequest {
   maxLineLength: number;
   /** Runs before the request (capability checks); its errors skip `onError`. */
   before?: () => Promise<void>;
@@ -853,10 +840,9 @@ interface StreamOptions extends ExchangeOptions {
  */
 async function* streamCompletion(
   ctx: CallContext,
-  path: string,
-  payload: unknown,
   options: StreamOptions,
 ): AsyncGenerator<Chunk> {
+  const { path } = options;
   await options.before?.();
   const deadline = createDeadline(ctx, options.signal);
   const model = options.model ?? "";
@@ -865,10 +851,7 @@ async function* streamCompletion(
   const toolCalls: ToolCall[] = [];
   let lines = 0;
   try {
-    const response = await exchange(ctx, "POST", path, payload, deadline, {
-      ...options,
-      headersPhase: "first-token",
-    });
+    const response = await exchange(ctx, { ...options, deadline, headersPhase: "first-token" });
     if (!response.body) {
       throw new InvalidResponseError(
         `Ollama at ${ctx.address} sent an empty reply to ${path}.`,
@@ -913,7 +896,7 @@ async function* streamCompletion(
           );
         }
         if (typeof line.error === "string") {
-          throw upstreamError(ctx, 200, line.error, model);
+          throw upstreamError(ctx, { status: 200, message: line.error, model });
         }
         const delta = line.response ?? line.message?.content ?? "";
         const thought = line.thinking ?? line.message?.thinking ?? "";
