@@ -9,6 +9,7 @@
  * @module
  */
 
+import { maskedTextFrame, rawWebSocket, writeAll } from "../transports/raw_http.ts";
 import assert from "node:assert/strict";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import {
@@ -40,60 +41,13 @@ const LONG = 5_000;
 /** Overall bound on each awaited step. */
 const STEP_MS = 60_000;
 
-const encoder = new TextEncoder();
-
-/** One masked client-to-server text frame (RFC 6455 §5.2). */
-function maskedTextFrame(text: string): Uint8Array {
-  const payload = encoder.encode(text);
-  const length = payload.byteLength;
-  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
-  const frame = new Uint8Array(header + 4 + length);
-  frame[0] = 0x81;
-  if (length < 126) {
-    frame[1] = 0x80 | length;
-  } else if (length < 65_536) {
-    frame[1] = 0x80 | 126;
-    new DataView(frame.buffer).setUint16(2, length);
-  } else {
-    frame[1] = 0x80 | 127;
-    new DataView(frame.buffer).setBigUint64(2, BigInt(length));
-  }
-  const mask = crypto.getRandomValues(new Uint8Array(4));
-  frame.set(mask, header);
-  for (let i = 0; i < length; i++) frame[header + 4 + i] = payload[i] ^ mask[i % 4];
-  return frame;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.byteLength) written += await conn.write(bytes.subarray(written));
-}
-
 /**
  * Upgrades a raw TCP connection to `/ws` (subprotocol `mcp`) and sends
  * `messages` as frames; the server's frames are never read.
  */
-async function rawWebSocket(port: number, messages: Message[]): Promise<Deno.TcpConn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+async function rawWebSocketSending(port: number, messages: Message[]): Promise<Deno.Conn> {
+  const conn = await rawWebSocket(port);
   try {
-    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-    await writeAll(
-      conn,
-      encoder.encode(
-        `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-          `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-          `Sec-WebSocket-Protocol: mcp\r\n\r\n`,
-      ),
-    );
-    let head = "";
-    const buffer = new Uint8Array(4096);
-    const decoder = new TextDecoder();
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buffer);
-      if (n === null) throw new Error(`connection closed during the upgrade: ${head}`);
-      head += decoder.decode(buffer.subarray(0, n));
-    }
-    assert.match(head, /^HTTP\/1\.1 101/, "the upgrade is accepted");
     for (const message of messages) await writeAll(conn, maskedTextFrame(JSON.stringify(message)));
     return conn;
   } catch (error) {
@@ -147,7 +101,7 @@ async function disconnectingWave(
   double: OllamaDouble,
 ): Promise<{ peak: number }> {
   const sockets: RawSocket[] = [];
-  const conns: Deno.TcpConn[] = [];
+  const conns: Deno.Conn[] = [];
   try {
     const startedBefore = double.streamsStarted;
     for (let i = 0; i < HANDSHAKE_CLIENTS; i++) {
@@ -155,7 +109,7 @@ async function disconnectingWave(
     }
     for (let i = 0; i < DROPPING_CLIENTS; i++) {
       conns.push(
-        await rawWebSocket(daemon.port, [
+        await rawWebSocketSending(daemon.port, [
           initializeRequest("init"),
           INITIALIZED,
           generateCall(i + 1, LONG),

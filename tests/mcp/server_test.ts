@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { type CallToolResult, ErrorCode, McpError } from "../sdk_client.ts";
 import { connectStdio, type StdioSession } from "../stdio_client.ts";
+import { assertCancelAbortsUpstream, resultText } from "../mcp_calls.ts";
 
 async function withSession(
   fn: (session: StdioSession, double: OllamaDouble) => Promise<void>,
@@ -22,10 +23,6 @@ async function withSession(
     await session.close();
     await double.close();
   }
-}
-
-function text(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : "")).join("");
 }
 
 Deno.test("tools/list shows the four Ollama tools with schemas and annotations", async () => {
@@ -65,7 +62,7 @@ Deno.test("ai_ollama_list_models returns the models as text and structured conte
     assert.equal(result.isError, undefined);
     const models = (result.structuredContent as { models: { name: string }[] }).models;
     assert.ok(models.some((m) => m.name === "llama3.2:latest"));
-    assert.match(text(result), /llama3\.2:latest/);
+    assert.match(resultText(result), /llama3\.2:latest/);
   });
 });
 
@@ -86,12 +83,12 @@ Deno.test("ai_ollama_generate streams the text as ordered progress notifications
         },
       },
     ) as CallToolResult;
-    assert.equal(text(result), "Echo: one two three four five six");
+    assert.equal(resultText(result), "Echo: one two three four five six");
     // The SDK client dispatches notifications a microtask after responses, so progress that
     // arrives in the same read as the result can be dropped on the client side; the exact wire
     // sequence is asserted in tests/transports/stdio_test.ts.
     assert.ok(deltas.length >= 1, "at least one progress notification");
-    assert.ok(text(result).startsWith(deltas.join("")), "deltas are an in-order prefix");
+    assert.ok(resultText(result).startsWith(deltas.join("")), "deltas are an in-order prefix");
     assert.deepEqual(progress, [...progress].sort((a, b) => a - b), "progress increases");
     const structured = result.structuredContent as Record<string, unknown>;
     assert.equal(structured.response, "Echo: one two three four five six");
@@ -139,7 +136,7 @@ Deno.test("ai_ollama_chat answers the conversation and reports tool calls", asyn
         }],
       },
     }) as CallToolResult;
-    assert.equal(text(plain), "Echo: again");
+    assert.equal(resultText(plain), "Echo: again");
     const withTools = await client.callTool({
       name: "ai_ollama_chat",
       arguments: {
@@ -158,7 +155,7 @@ Deno.test("ai_ollama_chat answers the conversation and reports tool calls", asyn
       message: { tool_calls?: { function: { name: string } }[] };
     }).message;
     assert.equal(message.tool_calls?.[0].function.name, "get_weather");
-    assert.match(text(withTools), /Tool call: get_weather/);
+    assert.match(resultText(withTools), /Tool call: get_weather/);
   });
 });
 
@@ -208,48 +205,33 @@ Deno.test("upstream failures are isError results that say what to do", async () 
       arguments: { model: "nosuch", prompt: "x" },
     }) as CallToolResult;
     assert.equal(missing.isError, true);
-    assert.match(text(missing), /ollama pull nosuch/);
+    assert.match(resultText(missing), /ollama pull nosuch/);
     const wrong = await client.callTool({
       name: "ai_ollama_embed",
       arguments: { model: "llama3.2", input: "x" },
     }) as CallToolResult;
     assert.equal(wrong.isError, true);
-    assert.match(text(wrong), /does not support embeddings/);
+    assert.match(resultText(wrong), /does not support embeddings/);
     double.failNext({ kind: "error-in-stream", afterTokens: 1, error: "CUDA error" });
     const failed = await client.callTool({
       name: "ai_ollama_generate",
       arguments: { model: "llama3.2", prompt: "a b c" },
     }) as CallToolResult;
     assert.equal(failed.isError, true);
-    assert.match(text(failed), /CUDA error/);
+    assert.match(resultText(failed), /CUDA error/);
   });
 });
 
 Deno.test("cancelling a call aborts the upstream request at once", async () => {
   await withSession(async ({ client }, double) => {
     double.tokenDelayMs = 20;
-    const controller = new AbortController();
-    let firstToken!: () => void;
-    const started = new Promise<void>((resolve) => (firstToken = resolve));
-    const call = client.callTool(
-      {
-        name: "ai_ollama_generate",
-        arguments: { model: "llama3.2", prompt: "x", options: { num_predict: 100_000 } },
-      },
-      undefined,
-      { signal: controller.signal, onprogress: () => firstToken() },
-    );
-    await started;
-    assert.equal(double.openStreams, 1);
-    controller.abort("user pressed stop");
-    await assert.rejects(call);
-    await double.waitForOpenStreams(0);
+    await assertCancelAbortsUpstream(client, double);
     // The session is still usable after the cancellation.
     double.tokenDelayMs = 0;
     const next = await client.callTool({
       name: "ai_ollama_generate",
       arguments: { model: "llama3.2", prompt: "still here" },
     }) as CallToolResult;
-    assert.equal(text(next), "Echo: still here");
+    assert.equal(resultText(next), "Echo: still here");
   });
 });

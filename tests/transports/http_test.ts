@@ -17,10 +17,7 @@ import {
 } from "../sdk_client.ts";
 import { childEnv, connectStdio, MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
 import { rawRequest } from "./raw_http.ts";
-
-function text(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : "")).join("");
-}
+import { assertCancelAbortsUpstream, resultText } from "../mcp_calls.ts";
 
 async function httpClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
   const client = new Client({ name: "http-test", version: "1.0.0" });
@@ -66,13 +63,13 @@ Deno.test("a Streamable HTTP client lists models, streams, chats and embeds", as
       undefined,
       { onprogress: (p) => void deltas.push(p.message ?? "") },
     ) as CallToolResult;
-    assert.equal(text(generated), "Echo: via http");
-    assert.ok(deltas.length >= 1 && text(generated).startsWith(deltas.join("")));
+    assert.equal(resultText(generated), "Echo: via http");
+    assert.ok(deltas.length >= 1 && resultText(generated).startsWith(deltas.join("")));
     const chat = await client.callTool({
       name: "ai_ollama_chat",
       arguments: { model: "llama3.2", messages: [{ role: "user", content: "hey" }] },
     }) as CallToolResult;
-    assert.equal(text(chat), "Echo: hey");
+    assert.equal(resultText(chat), "Echo: hey");
     const embed = await client.callTool({
       name: "ai_ollama_embed",
       arguments: { model: "all-minilm", input: ["a", "b", "c"] },
@@ -90,21 +87,7 @@ Deno.test("cancelling over Streamable HTTP aborts the upstream call", async () =
   const daemon = await startDaemon(double.host);
   const client = await httpClient(daemon.mcpUrl);
   try {
-    const controller = new AbortController();
-    let first!: () => void;
-    const streaming = new Promise<void>((resolve) => (first = resolve));
-    const call = client.callTool(
-      {
-        name: "ai_ollama_generate",
-        arguments: { model: "llama3.2", prompt: "x", options: { num_predict: 100_000 } },
-      },
-      undefined,
-      { signal: controller.signal, onprogress: () => first() },
-    );
-    await streaming;
-    controller.abort();
-    await assert.rejects(call);
-    await double.waitForOpenStreams(0);
+    await assertCancelAbortsUpstream(client, double);
   } finally {
     await client.close();
     await daemon.stop();
@@ -343,7 +326,7 @@ Deno.test("one process serves stdio, WebSocket and Streamable HTTP clients at on
         arguments: { model: "llama3.2", prompt: `transport ${i}` },
       }) as Promise<CallToolResult>
     );
-    const texts = (await Promise.all(calls)).map(text);
+    const texts = (await Promise.all(calls)).map(resultText);
     assert.deepEqual(texts, ["Echo: transport 0", "Echo: transport 1", "Echo: transport 2"]);
     const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
     assert.deepEqual(health.sessions, { websocket: 1, http: 1, stdio: 1 });

@@ -31,14 +31,20 @@ export async function rawRequest(
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
     const head = [...lines, `Content-Length: ${encoder.encode(body).length}`, "Connection: close"];
-    await conn.write(encoder.encode(head.join("\r\n") + "\r\n\r\n" + body));
+    await writeAll(conn, encoder.encode(head.join("\r\n") + "\r\n\r\n" + body));
     return await readHead(conn);
   } finally {
     conn.close();
   }
 }
 
-/** Encodes a masked client text frame. */
+/** Writes all of `bytes` (a single `write` may take only part). */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.byteLength) written += await conn.write(bytes.subarray(written));
+}
+
+/** Encodes a masked client text frame (RFC 6455 §5.2). */
 export function maskedTextFrame(text: string): Uint8Array {
   const payload = encoder.encode(text);
   const length = payload.length;
@@ -66,17 +72,20 @@ export function maskedTextFrame(text: string): Uint8Array {
 export async function rawWebSocket(port: number): Promise<Deno.Conn> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
-  await conn.write(encoder.encode(
-    [
-      "GET /ws HTTP/1.1",
-      `Host: 127.0.0.1:${port}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      `Sec-WebSocket-Key: ${key}`,
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Protocol: mcp",
-    ].join("\r\n") + "\r\n\r\n",
-  ));
+  await writeAll(
+    conn,
+    encoder.encode(
+      [
+        "GET /ws HTTP/1.1",
+        `Host: 127.0.0.1:${port}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        `Sec-WebSocket-Key: ${key}`,
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: mcp",
+      ].join("\r\n") + "\r\n\r\n",
+    ),
+  );
   const { status, head } = await readHead(conn);
   if (status !== 101) {
     conn.close();

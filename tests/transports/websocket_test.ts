@@ -11,15 +11,12 @@ import { startDaemon } from "../daemon.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { type CallToolResult, Client, WebSocketClientTransport } from "../sdk_client.ts";
 import { maskedTextFrame, rawWebSocket, rssBytes } from "./raw_http.ts";
+import { assertCancelAbortsUpstream, resultText } from "../mcp_calls.ts";
 
 async function wsClient(url: string): Promise<Client> {
   const client = new Client({ name: "ws-test", version: "1.0.0" });
   await client.connect(new WebSocketClientTransport(new URL(url)));
   return client;
-}
-
-function text(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : "")).join("");
 }
 
 const INIT = JSON.stringify({
@@ -78,16 +75,16 @@ Deno.test("a WebSocket client lists models, streams progress and gets the result
         name: "ai_ollama_list_models",
         arguments: {},
       }) as CallToolResult;
-      assert.match(text(list), /llama3\.2:latest/);
+      assert.match(resultText(list), /llama3\.2:latest/);
       const deltas: string[] = [];
       const result = await client.callTool(
         { name: "ai_ollama_generate", arguments: { model: "llama3.2", prompt: "over the wire" } },
         undefined,
         { onprogress: (p) => void deltas.push(p.message ?? "") },
       ) as CallToolResult;
-      assert.equal(text(result), "Echo: over the wire");
+      assert.equal(resultText(result), "Echo: over the wire");
       assert.ok(deltas.length >= 1);
-      assert.ok(text(result).startsWith(deltas.join("")));
+      assert.ok(resultText(result).startsWith(deltas.join("")));
     } finally {
       await client.close();
     }
@@ -112,7 +109,7 @@ Deno.test("many concurrent WebSocket sessions each get their own answers", async
         }) as Promise<CallToolResult>
       );
       await leaver.close();
-      const texts = (await Promise.all(results)).map(text);
+      const texts = (await Promise.all(results)).map(resultText);
       texts.forEach((t, i) => assert.equal(t, `Echo: client number ${i}`));
       assert.equal(await leaving, "closed");
       await double.waitForOpenStreams(0);
@@ -127,21 +124,7 @@ Deno.test("cancelling over WebSocket aborts the upstream call", async () => {
     double.tokenDelayMs = 10;
     const client = await wsClient(daemon.wsUrl);
     try {
-      const controller = new AbortController();
-      let first!: () => void;
-      const streaming = new Promise<void>((resolve) => (first = resolve));
-      const call = client.callTool(
-        {
-          name: "ai_ollama_generate",
-          arguments: { model: "llama3.2", prompt: "x", options: { num_predict: 100_000 } },
-        },
-        undefined,
-        { signal: controller.signal, onprogress: () => first() },
-      );
-      await streaming;
-      controller.abort();
-      await assert.rejects(call);
-      await double.waitForOpenStreams(0);
+      await assertCancelAbortsUpstream(client, double);
     } finally {
       await client.close();
     }
