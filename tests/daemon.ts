@@ -7,7 +7,7 @@
  */
 
 import { splitLines } from "../src/providers/ndjson.ts";
-import { childEnv, MAIN, SERVE_PERMISSIONS } from "./stdio_client.ts";
+import { childEnv, serveArgs } from "./stdio_client.ts";
 
 /** A running daemon. */
 export interface Daemon {
@@ -47,17 +47,7 @@ export async function startDaemon(
   options: DaemonOptions = {},
 ): Promise<Daemon> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...SERVE_PERMISSIONS,
-      MAIN,
-      "serve",
-      "--port",
-      "0",
-      "--ollama-host",
-      ollamaHost,
-      ...args,
-    ],
+    args: serveArgs(ollamaHost, ["--port", "0", ...args]),
     stdin: "null",
     stdout: "null",
     stderr: "piped",

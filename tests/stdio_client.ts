@@ -30,6 +30,11 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
 /** Path of the entry point, independent of the working directory. */
 export const MAIN = new URL("../src/main.ts", import.meta.url).pathname;
 
+/** Arguments for `deno` that run `rune serve --ollama-host HOST ARGS...` as `deno task serve` does. */
+export function serveArgs(ollamaHost: string, args: string[] = []): string[] {
+  return ["run", ...SERVE_PERMISSIONS, MAIN, "serve", "--ollama-host", ollamaHost, ...args];
+}
+
 /** A connected stdio client. */
 export interface StdioSession {
   /** The SDK client. */
@@ -49,16 +54,7 @@ export async function connectStdio(
 ): Promise<StdioSession> {
   const transport = new StdioClientTransport({
     command: Deno.execPath(),
-    args: [
-      "run",
-      ...SERVE_PERMISSIONS,
-      MAIN,
-      "serve",
-      "--stdio",
-      "--ollama-host",
-      ollamaHost,
-      ...(options.args ?? []),
-    ],
+    args: serveArgs(ollamaHost, ["--stdio", ...(options.args ?? [])]),
     env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
     stderr: "pipe",
   });

@@ -12,7 +12,7 @@
  */
 
 import { splitLines } from "../../src/providers/ndjson.ts";
-import { MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
+import { serveArgs } from "../stdio_client.ts";
 
 /** A JSON-RPC message as read from the wire. */
 export type Message = Record<string, unknown> & {
@@ -80,17 +80,11 @@ export async function spawnDaemon(
   const network = options.network ?? true;
   const stdio = options.stdio ?? false;
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...SERVE_PERMISSIONS,
-      MAIN,
-      "serve",
+    args: serveArgs(ollamaHost, [
       ...(stdio ? ["--stdio"] : []),
       ...(network ? ["--port", "0"] : []),
-      "--ollama-host",
-      ollamaHost,
       ...(options.args ?? []),
-    ],
+    ]),
     stdin: stdio ? "piped" : "null",
     stdout: stdio ? "piped" : "null",
     stderr: "piped",

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { splitLines } from "../../src/providers/ndjson.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
-import { childEnv, MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
+import { childEnv, serveArgs } from "../stdio_client.ts";
 
 type Message = Record<string, unknown> & { id?: unknown; method?: string };
 
@@ -27,16 +27,7 @@ interface RawDaemon {
 
 function startRaw(double: OllamaDouble, args: string[] = []): RawDaemon {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...SERVE_PERMISSIONS,
-      MAIN,
-      "serve",
-      "--stdio",
-      "--ollama-host",
-      double.host,
-      ...args,
-    ],
+    args: serveArgs(double.host, ["--stdio", ...args]),
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
