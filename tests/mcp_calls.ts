@@ -7,11 +7,36 @@
 
 import assert from "node:assert/strict";
 import type { OllamaDouble } from "./ollama_double.ts";
-import type { CallToolResult, Client } from "./sdk_client.ts";
+import type { Client } from "./sdk_client.ts";
 
-/** The text content of a tool result. */
-export function resultText(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : "")).join("");
+/** The text content of a tool result (loosely typed: raw replies and SDK results alike). */
+export function resultText(result: { content?: unknown }): string {
+  const content = (result.content ?? []) as { type: string; text?: string }[];
+  return content.map((c) => (c.type === "text" ? c.text ?? "" : "")).join("");
+}
+
+/**
+ * A raw JSON-RPC `tools/call` of `ai_ollama_generate` with a progress token;
+ * `numPredict` makes the Ollama double stream exactly that many tokens.
+ */
+export function generateCall(
+  id: string | number,
+  { prompt = "tell me", numPredict }: { prompt?: string; numPredict?: number } = {},
+): Record<string, unknown> {
+  return {
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: {
+      name: "ai_ollama_generate",
+      arguments: {
+        model: "llama3.2",
+        prompt,
+        ...(numPredict !== undefined && { options: { num_predict: numPredict } }),
+      },
+      _meta: { progressToken: `progress-${id}` },
+    },
+  };
 }
 
 /** A generate call with progress that streams until it is stopped. */

@@ -10,11 +10,11 @@
  */
 
 import { maskedTextFrame, rawWebSocket, writeAll } from "../transports/raw_http.ts";
+import { generateCall } from "../mcp_calls.ts";
 import assert from "node:assert/strict";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import {
   type FaultDaemon,
-  generateCall,
   INITIALIZED,
   initializeRequest,
   type Message,
@@ -64,7 +64,7 @@ async function streamingSocket(wsUrl: string, n: number): Promise<RawSocket> {
     const reply = await ws.next();
     assert.equal(reply.id, "init");
     ws.send(INITIALIZED);
-    ws.send(generateCall(n, LONG));
+    ws.send(generateCall(n, { numPredict: LONG }));
     return ws;
   } catch (error) {
     await ws.close();
@@ -112,7 +112,7 @@ async function disconnectingWave(
         await rawWebSocketSending(daemon.port, [
           initializeRequest("init"),
           INITIALIZED,
-          generateCall(i + 1, LONG),
+          generateCall(i + 1, { numPredict: LONG }),
         ]),
       );
     }

@@ -21,10 +21,10 @@ import {
   openSocket,
   prng,
   type RawSocket,
-  resultText,
   spawnDaemon,
   within,
 } from "./support.ts";
+import { resultText } from "../mcp_calls.ts";
 
 /** Messages per transport. */
 const MESSAGES = 1_500;

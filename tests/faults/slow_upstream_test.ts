@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import { type Fault, type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { type CallToolResult, Client, WebSocketClientTransport } from "../sdk_client.ts";
 import { connectStdio } from "../stdio_client.ts";
-import { resultText, spawnDaemon, within } from "./support.ts";
+import { spawnDaemon, within } from "./support.ts";
+import { resultText } from "../mcp_calls.ts";
 
 /** Overall bound on each awaited step; a hang fails instead of blocking the suite. */
 const STEP_MS = 20_000;

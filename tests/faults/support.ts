@@ -247,20 +247,6 @@ export function initializeRequest(id: string | number): Message {
 /** The notification that completes the handshake. */
 export const INITIALIZED: Message = { jsonrpc: "2.0", method: "notifications/initialized" };
 
-/** A `tools/call` of `ai_ollama_generate` that streams progress for `numPredict` tokens. */
-export function generateCall(id: string | number, numPredict: number, prompt = "tell me"): Message {
-  return {
-    jsonrpc: "2.0",
-    id,
-    method: "tools/call",
-    params: {
-      name: "ai_ollama_generate",
-      arguments: { model: "llama3.2", prompt, options: { num_predict: numPredict } },
-      _meta: { progressToken: `progress-${id}` },
-    },
-  };
-}
-
 /**
  * Awaits `promise`, failing with `what` if it is still pending after `ms`.
  * This bounds a test that waits for an event; it asserts no timing.
@@ -302,10 +288,4 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** The text of a tool result's text content. */
-export function resultText(result: { content?: unknown }): string {
-  const content = (result.content ?? []) as { type: string; text?: string }[];
-  return content.map((c) => (c.type === "text" ? c.text ?? "" : "")).join("");
 }

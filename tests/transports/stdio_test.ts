@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { splitLines } from "../../src/providers/ndjson.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { childEnv, serveArgs } from "../stdio_client.ts";
+import { generateCall } from "../mcp_calls.ts";
 
 type Message = Record<string, unknown> & { id?: unknown; method?: string };
 
@@ -95,25 +96,12 @@ async function finish(daemon: RawDaemon): Promise<Deno.CommandStatus> {
   return status;
 }
 
-function generateCall(id: unknown, prompt: string, extra: Record<string, unknown> = {}) {
-  return {
-    jsonrpc: "2.0",
-    id,
-    method: "tools/call",
-    params: {
-      name: "ai_ollama_generate",
-      arguments: { model: "llama3.2", prompt, ...extra },
-      _meta: { progressToken: `p-${id}` },
-    },
-  };
-}
-
 Deno.test("stdio sends every progress delta, in order, before the result", async () => {
   const double = await startOllamaDouble({ tokenDelayMs: 2 });
   const daemon = startRaw(double);
   try {
     await initialized(daemon);
-    await daemon.send(generateCall(1, "alpha beta gamma delta epsilon"));
+    await daemon.send(generateCall(1, { prompt: "alpha beta gamma delta epsilon" }));
     const messages = await daemon.until(1);
     const progress = messages.filter((m) => m.method === "notifications/progress");
     const params = progress.map((m) => m.params as { progress: number; message: string });
@@ -158,7 +146,7 @@ Deno.test("stdio drops an oversized line with an error and serves the next messa
   const daemon = startRaw(double, ["--max-message-bytes", "2000"]);
   try {
     await initialized(daemon);
-    await daemon.send(generateCall(3, "x".repeat(5000)));
+    await daemon.send(generateCall(3, { prompt: "x".repeat(5000) }));
     const error = await daemon.next();
     assert.equal((error.error as { code: number }).code, -32600);
     assert.match((error.error as { message: string }).message, /longer than 2000/);
@@ -176,10 +164,10 @@ Deno.test("stdio refuses requests beyond the in-flight limit", async () => {
   const daemon = startRaw(double, ["--max-in-flight", "2"]);
   try {
     await initialized(daemon);
-    const long = { options: { num_predict: 50 } };
-    await daemon.send(generateCall(10, "a", long));
-    await daemon.send(generateCall(11, "b", long));
-    await daemon.send(generateCall(12, "c", long));
+    const long = { numPredict: 50 };
+    await daemon.send(generateCall(10, { prompt: "a", ...long }));
+    await daemon.send(generateCall(11, { prompt: "b", ...long }));
+    await daemon.send(generateCall(12, { prompt: "c", ...long }));
     const messages = await daemon.until(12);
     const refusal = messages.at(-1)!;
     assert.equal((refusal.error as { code: number }).code, -32000);
@@ -198,7 +186,7 @@ Deno.test("EOF on stdin aborts in-flight upstream calls and exits 0", async () =
   const daemon = startRaw(double);
   try {
     await initialized(daemon);
-    await daemon.send(generateCall(20, "x", { options: { num_predict: 100_000 } }));
+    await daemon.send(generateCall(20, { prompt: "x", numPredict: 100_000 }));
     const first = await daemon.next();
     assert.equal(first.method, "notifications/progress");
     assert.equal(double.openStreams, 1);
@@ -229,13 +217,13 @@ Deno.test("a call with id 0 stays counted after a cancel the SDK cannot honour",
   const daemon = startRaw(double, ["--max-in-flight", "1"]);
   try {
     await initialized(daemon);
-    await daemon.send(generateCall(0, "zero", { options: { num_predict: 40 } }));
+    await daemon.send(generateCall(0, { prompt: "zero", numPredict: 40 }));
     await daemon.send({
       jsonrpc: "2.0",
       method: "notifications/cancelled",
       params: { requestId: 0, reason: "test" },
     });
-    await daemon.send(generateCall(1, "one"));
+    await daemon.send(generateCall(1, { prompt: "one" }));
     const seen = await daemon.until(1);
     const refused = seen.at(-1)!;
     assert.equal((refused.error as { code: number }).code, -32000, "id 0 still holds the slot");
