@@ -462,12 +462,7 @@ export async function measureCancel(
       await sleep(20);
       const cancelAt = wallNow();
       client.cancel(requestId);
-      let seen: number | undefined;
-      const deadline = performance.now() + 2_000;
-      while (seen === undefined && performance.now() < deadline) {
-        await sleep(2);
-        seen = (await streamRecord(emitter, id))?.cancelledAt;
-      }
+      const seen = await upstreamCancelledAt(emitter, id);
       if (seen === undefined) missed++;
       else latencies.push(seen - offset - cancelAt);
     }
@@ -475,6 +470,20 @@ export async function measureCancel(
     await client.close();
   }
   return { latency: summarize(latencies), missed };
+}
+
+/**
+ * When the emitter saw stream `id` cancelled (its clock), or undefined if it
+ * has not within 2 s. The emitter only answers when asked, hence the polling.
+ */
+async function upstreamCancelledAt(emitter: Service, id: string): Promise<number | undefined> {
+  const deadline = performance.now() + 2_000;
+  while (performance.now() < deadline) {
+    await sleep(2);
+    const seen = (await streamRecord(emitter, id))?.cancelledAt;
+    if (seen !== undefined) return seen;
+  }
+  return undefined;
 }
 
 /**
@@ -506,12 +515,7 @@ export async function measureDisconnect(
     await flowing.promise;
     const closeAt = wallNow();
     await client.close();
-    let seen: number | undefined;
-    const deadline = performance.now() + 2_000;
-    while (seen === undefined && performance.now() < deadline) {
-      await sleep(2);
-      seen = (await streamRecord(emitter, id))?.cancelledAt;
-    }
+    const seen = await upstreamCancelledAt(emitter, id);
     if (seen === undefined) missed++;
     else latencies.push(seen - offset - closeAt);
   }
