@@ -271,10 +271,11 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (sessionId !== null) {
       const session = httpSessions.get(sessionId);
       if (!session) return jsonError(404, "Session not found: initialize a new session");
-      if (draining && countRequests(body) > 0) {
+      const requests = countRequests(body);
+      if (draining && requests > 0) {
         return jsonError(503, "Shutting down: no new requests", TOO_MANY_REQUESTS);
       }
-      if (session.inFlight.size + countRequests(body) > maxInFlight) {
+      if (session.inFlight.size + requests > maxInFlight) {
         return jsonError(
           429,
           `Too many requests in flight (limit ${maxInFlight})`,
