@@ -151,8 +151,7 @@ async function listen(
   }
   const handler = createHandler({
     // Loaded with the first session: an idle daemon stays small.
-    createServer: async () =>
-      (await import("../mcp/server.ts")).createMcpServer({ providers, log }),
+    factory: async () => (await import("../mcp/server.ts")).createMcpServer({ providers, log }),
     providers,
     log,
     stdioSessions,
@@ -217,11 +216,14 @@ async function serveStdioSession(
   log: Logger,
   options: import("../transports/stdio.ts").StdioOptions,
 ): Promise<void> {
-  const [{ createMcpServer }, { serveStdio }] = await Promise.all([
+  const [{ createServerFactory }, { serveStdio }] = await Promise.all([
     import("../mcp/server.ts"),
     import("../transports/stdio.ts"),
   ]);
-  await serveStdio(createMcpServer({ providers, log }), options);
+  await serveStdio(createServerFactory({ providers, log }), {
+    ...options,
+    onError: (error) => log("debug", `stdio: ${error.message}`),
+  });
 }
 
 /** Runs `rune serve`; resolves to the exit code once the daemon stopped. */

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { ProgressToken } from "./sdk.ts";
+import type { ProgressToken } from "@modelcontextprotocol/server";
 
 /** Sends one progress notification; resolves when the transport accepted it. */
 export type SendProgress = (params: {

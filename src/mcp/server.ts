@@ -1,34 +1,37 @@
 /**
- * Builds one MCP server instance (one per session) exposing each provider's
- * models as tools: `ai_<id>_list_models`, `ai_<id>_generate`, `ai_<id>_chat`
- * and `ai_<id>_embed`.
+ * Builds one MCP server instance exposing each provider's models as tools:
+ * `ai_<id>_list_models`, `ai_<id>_generate`, `ai_<id>_chat` and
+ * `ai_<id>_embed`.
  *
- * Tools are registered with the SDK's `McpServer` (listing, JSON Schemas,
- * annotations). `tools/call` dispatch is ours so that the error contract
- * holds: invalid arguments are a JSON-RPC invalid-params error, upstream
- * failures an `isError` result that says what to do, and anything else a
- * bug that surfaces as an internal error.
+ * Tools are registered with the SDK's `McpServer` (v2), which owns listing,
+ * input validation and output validation in both protocol eras: invalid
+ * arguments become a tool execution error naming the argument (SEP-1303),
+ * an unknown tool stays a JSON-RPC invalid-params error, and every
+ * `structuredContent` is checked against the tool's output schema. Rune adds
+ * what the SDK does not do: upstream failures become `isError` results whose
+ * text says what to do, tokens stream as coalesced progress notifications,
+ * and a cancelled request aborts the upstream call.
+ *
+ * The same factory serves every transport and both eras; an instance holds
+ * no state beyond its registrations, so it is cheap to build per session
+ * (legacy) or per request (2026-07-28 over HTTP).
  *
  * @module
  */
 
 import {
-  type CallToolRequest,
-  CallToolRequestSchema,
   type CallToolResult,
-  ErrorCode,
-  McpError,
   McpServer,
-  type RequestHandlerExtra,
-  type ServerNotification,
-  type ServerRequest,
+  type McpServerFactory,
+  type ServerContext,
   type ToolAnnotations,
-} from "./sdk.ts";
+} from "@modelcontextprotocol/server";
 import { z } from "zod";
 import { isAbortError, RuneError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Chunk, FinalResult, Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { flowOf } from "./flow.ts";
 import { createProgressStream } from "./progress.ts";
 import {
   chatContent,
@@ -54,21 +57,15 @@ export interface McpServerDeps {
   log?: Logger;
 }
 
-type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+/** How long a client may reuse a `tools/list` result (2026-07-28 `ttlMs`). */
+export const TOOLS_LIST_TTL_MS = 60_000;
 
-interface ToolEntry {
-  schema: z.ZodObject<z.ZodRawShape>;
-  run(args: Record<string, unknown>, extra: Extra): Promise<CallToolResult>;
-}
-
-/** JSON Schema validation for elicitation results; Rune never elicits, so it refuses. */
-const NO_ELICITATION = {
-  getValidator: () => () => ({
-    valid: false as const,
-    data: undefined,
-    errorMessage: "Rune does not send elicitation requests",
-  }),
-};
+/**
+ * Most array elements and object members in one `tools/call`'s arguments:
+ * a chat history, a batch of embedding inputs and a tool list fit many
+ * times over; a hostile argument object does not.
+ */
+export const MAX_TOOL_INPUT_ELEMENTS = 1_000_000;
 
 /** How a tool presents itself in `tools/list`. */
 interface ToolConfig {
@@ -79,20 +76,21 @@ interface ToolConfig {
   annotations: ToolAnnotations;
 }
 
-// The SDK parses a request with the handler's schema before its own tools/call check, and a
-// failure there is a -32603 with a raw zod dump; with params left loose here, the SDK's check
-// answers malformed params with -32602 (invalid params) as JSON-RPC requires. Built once: zod
-// compiles a fast parser per schema object, so sessions sharing one keep it warm.
-const LooseCallToolRequestSchema = CallToolRequestSchema.extend({ params: z.unknown().optional() });
+type ToolRun = (args: Record<string, unknown>, ctx: ServerContext) => Promise<CallToolResult>;
 
-/** Strict argument schemas by input shape, shared by all sessions (see above). */
-const argumentSchemas = new WeakMap<z.ZodRawShape, z.ZodObject<z.ZodRawShape>>();
+/**
+ * Schemas by shape, shared by all instances: zod compiles a fast parser per
+ * schema object, so sessions (and stateless requests) sharing one keep it
+ * warm instead of building it again for each instance.
+ */
+const objectSchemas = new WeakMap<z.ZodRawShape, z.ZodObject<z.ZodRawShape>>();
 
-function argumentsSchema(input: z.ZodRawShape): z.ZodObject<z.ZodRawShape> {
-  let schema = argumentSchemas.get(input);
+function objectSchema(shape: z.ZodRawShape, strict: boolean): z.ZodObject<z.ZodRawShape> {
+  let schema = objectSchemas.get(shape);
   if (schema === undefined) {
-    schema = z.object(input).strict();
-    argumentSchemas.set(input, schema);
+    // Unknown arguments are refused by name rather than silently dropped.
+    schema = strict ? z.object(shape).strict() : z.object(shape);
+    objectSchemas.set(shape, schema);
   }
   return schema;
 }
@@ -106,69 +104,53 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
   const server = new McpServer(
     { name: "rune", title: "Rune", version: VERSION },
     {
-      capabilities: { tools: {}, logging: {} },
-      // The SDK builds an Ajv validator per server for elicitation, which Rune never sends:
-      // skipping it saves memory and time on every session.
-      jsonSchemaValidator: NO_ELICITATION,
-      instructions:
-        "Rune gives access to local and cloud language models. Call ai_ollama_list_models first to see which models exist.",
+      capabilities: { tools: { listChanged: false }, logging: {} },
+      instructions: `Rune gives access to local and cloud language models. Call ${
+        deps.providers.map((p) => `ai_${p.id}_list_models`).join(" or ")
+      } first to see which models exist.`,
+      cacheHints: { "tools/list": { ttlMs: TOOLS_LIST_TTL_MS, cacheScope: "private" } },
+      maxToolInputElements: MAX_TOOL_INPUT_ELEMENTS,
     },
   );
-  const entries = new Map<string, ToolEntry>();
 
-  function register(
-    name: string,
-    config: ToolConfig,
-    run: ToolEntry["run"],
-  ): void {
+  function register(name: string, config: ToolConfig, run: ToolRun): void {
     server.registerTool(name, {
       title: config.title,
       description: config.description,
-      inputSchema: config.input,
-      outputSchema: config.output,
+      inputSchema: objectSchema(config.input, true),
+      outputSchema: objectSchema(config.output, false),
       annotations: config.annotations,
-    }, () => {
-      // Never called: tools/call is dispatched below.
-      throw new Error("unreachable");
+    }, async (args: Record<string, unknown>, ctx: ServerContext): Promise<CallToolResult> => {
+      try {
+        return await run(args, ctx);
+      } catch (error) {
+        if (error instanceof RuneError) {
+          log("info", `${name} failed: ${error.message}`);
+          return { content: [{ type: "text", text: error.message }], isError: true };
+        }
+        // A cancelled request gets no reply (the SDK drops it); a bug is logged with its stack.
+        if (!isAbortError(error) && !ctx.mcpReq.signal.aborted) {
+          log("error", `${name} crashed: ${(error as Error)?.stack ?? error}`);
+        }
+        throw error;
+      }
     });
-    entries.set(name, { schema: argumentsSchema(config.input), run });
   }
 
   for (const provider of deps.providers) registerProviderTools(provider, register);
-
-  server.server.setRequestHandler(
-    LooseCallToolRequestSchema,
-    async (raw, extra: Extra): Promise<CallToolResult> => {
-      const request = raw as CallToolRequest;
-      const entry = entries.get(request.params.name);
-      if (!entry) {
-        throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${request.params.name}"`);
-      }
-      const parsed = entry.schema.safeParse(request.params.arguments ?? {});
-      if (!parsed.success) {
-        throw new McpError(
-          ErrorCode.InvalidParams,
-          `Invalid arguments for tool ${request.params.name}: ${z.prettifyError(parsed.error)}`,
-        );
-      }
-      try {
-        return await entry.run(parsed.data, extra);
-      } catch (error) {
-        if (error instanceof RuneError) {
-          log("info", `${request.params.name} failed: ${error.message}`);
-          return { content: [{ type: "text", text: error.message }], isError: true };
-        }
-        // A cancelled request gets no reply (the SDK drops it); a bug is reported as an internal error.
-        if (isAbortError(error) || extra.signal.aborted) throw error;
-        log("error", `${request.params.name} crashed: ${(error as Error)?.stack ?? error}`);
-        throw error;
-      }
-    },
-  );
   return server;
 }
 
-type Register = (name: string, config: ToolConfig, run: ToolEntry["run"]) => void;
+/**
+ * The factory the SDK's serving entries call: one instance per connection
+ * (stdio, WebSocket, legacy HTTP session) or per request (2026-07-28 HTTP).
+ * The instance does not depend on the era.
+ */
+export function createServerFactory(deps: McpServerDeps): McpServerFactory {
+  return () => createMcpServer(deps);
+}
+
+type Register = (name: string, config: ToolConfig, run: ToolRun) => void;
 
 function registerProviderTools(provider: Provider, register: Register): void {
   const id = provider.id;
@@ -181,8 +163,8 @@ function registerProviderTools(provider: Provider, register: Register): void {
     input: NO_INPUT,
     output: listModelsOutput,
     annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
-  }, async (_args, extra) => {
-    const models = await provider.listModels({ signal: extra.signal });
+  }, async (_args, ctx) => {
+    const models = await provider.listModels({ signal: ctx.mcpReq.signal });
     const structured = listModelsContent(models);
     const lines = structured.models.map((m) =>
       [m.name, m.parameter_size, m.quantization, m.family, m.loaded && "(loaded)"].filter(Boolean)
@@ -206,9 +188,9 @@ function registerProviderTools(provider: Provider, register: Register): void {
     input: generateInput,
     output: generateOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
-  }, async (args, extra) => {
+  }, async (args, ctx) => {
     const request = toGenerateRequest(args as Parameters<typeof toGenerateRequest>[0]);
-    const result = await relay(provider.generate(request, { signal: extra.signal }), extra);
+    const result = await relay(provider.generate(request, { signal: ctx.mcpReq.signal }), ctx);
     return {
       content: [{ type: "text", text: result.text }],
       structuredContent: generateContent(result),
@@ -222,9 +204,9 @@ function registerProviderTools(provider: Provider, register: Register): void {
     input: chatInput,
     output: chatOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
-  }, async (args, extra) => {
+  }, async (args, ctx) => {
     const request = toChatRequest(args as Parameters<typeof toChatRequest>[0]);
-    const result = await relay(provider.chat(request, { signal: extra.signal }), extra);
+    const result = await relay(provider.chat(request, { signal: ctx.mcpReq.signal }), ctx);
     const calls = result.toolCalls.map((c) => `${c.name}(${JSON.stringify(c.arguments)})`);
     const text = [result.text, ...calls.map((c) => `Tool call: ${c}`)].filter(Boolean).join("\n");
     return {
@@ -240,9 +222,9 @@ function registerProviderTools(provider: Provider, register: Register): void {
     input: embedInput,
     output: embedOutput,
     annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
-  }, async (args, extra) => {
+  }, async (args, ctx) => {
     const { model, input } = args as { model: string; input: string | string[] };
-    const result = await provider.embed({ model, input }, { signal: extra.signal });
+    const result = await provider.embed({ model, input }, { signal: ctx.mcpReq.signal });
     const structured = embedContent(result);
     return {
       content: [{
@@ -268,14 +250,17 @@ const MAX_PENDING_PROGRESS = 64 * 1024;
  * the client asked for them, and returns the final result. While more than
  * {@linkcode MAX_PENDING_PROGRESS} characters wait for the client, it stops
  * reading the provider, so a client that stops reading holds back the
- * upstream stream instead of growing the daemon's memory.
+ * upstream stream instead of growing the daemon's memory. On HTTP, where the
+ * SDK's transports queue without waiting, each notification also waits for
+ * the response stream to drain (see `flow.ts`).
  */
-async function relay(chunks: AsyncIterable<Chunk>, extra: Extra): Promise<FinalResult> {
-  const token = extra._meta?.progressToken;
-  const progress = token === undefined
-    ? undefined
-    : createProgressStream(token, (params) =>
-      extra.sendNotification({ method: "notifications/progress", params }));
+async function relay(chunks: AsyncIterable<Chunk>, ctx: ServerContext): Promise<FinalResult> {
+  const token = ctx.mcpReq._meta?.progressToken;
+  const flow = flowOf(ctx.http?.req);
+  const progress = token === undefined ? undefined : createProgressStream(token, async (params) => {
+    await ctx.mcpReq.notify({ method: "notifications/progress", params });
+    await flow?.ready();
+  });
   for await (const chunk of chunks) {
     if (chunk.type === "done") {
       await progress?.flush();

@@ -1,34 +1,33 @@
 /**
  * The network side of the daemon as one request handler: `GET /ws` (MCP
- * over WebSocket), `/mcp` (MCP Streamable HTTP with sessions), `GET
+ * over WebSocket), `/mcp` (MCP Streamable HTTP, both protocol eras), `GET
  * /healthz` and the `GET /` playground page.
  *
  * {@linkcode createHandler} builds the handler from its dependencies and
  * knows nothing of listening; `cli/serve.ts` passes it to `Deno.serve`.
- * Every session gets its own MCP server instance.
+ * Every WebSocket and legacy HTTP session gets its own MCP server instance;
+ * 2026-07-28 HTTP requests get one each.
  *
  * @module
  */
 
-import type { McpServer, RequestId } from "../mcp/sdk.ts";
-import type { WebStandardStreamableHTTPServerTransport } from "../mcp/sdk_http.ts";
+import type { McpServerFactory } from "@modelcontextprotocol/server";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
-import {
-  errorReply,
-  JSONRPC_INVALID_REQUEST,
-  JSONRPC_PARSE_ERROR,
-  TOO_MANY_REQUESTS,
-} from "./jsonrpc.ts";
+import { preflight, withCors } from "./cors.ts";
+import { exceedsDepth } from "./json_depth.ts";
+import { errorReply, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from "./jsonrpc.ts";
 import { PLAYGROUND_HTML } from "./playground.ts";
 import {
   checkHost,
-  checkRequest,
+  checkOrigin,
   checkToken,
   offeredProtocols,
   type SecurityOptions,
 } from "./security.ts";
+import { createSessionSlots } from "./session_slots.ts";
+import type { StreamableHttp, StreamableHttpLimits } from "./streamable_http.ts";
 import type { WebSocketLimits, WebSocketSession } from "./websocket.ts";
 
 /**
@@ -37,37 +36,35 @@ import type { WebSocketLimits, WebSocketSession } from "./websocket.ts";
  * its memory small.
  */
 let sessionKit:
-  | Promise<[typeof import("./websocket.ts"), typeof import("../mcp/sdk_http.ts")]>
+  | Promise<[typeof import("./websocket.ts"), typeof import("./streamable_http.ts")]>
   | undefined;
 
 function loadSessionKit() {
-  return sessionKit ??= Promise.all([import("./websocket.ts"), import("../mcp/sdk_http.ts")]);
+  return sessionKit ??= Promise.all([import("./websocket.ts"), import("./streamable_http.ts")]);
 }
 
 /** WebSocket close code "going away", sent on shutdown. */
 const CLOSE_GOING_AWAY = 1001;
 
-/** A cheap look at a parsed body: is it an `initialize` request? The SDK validates it fully. */
-function isInitialize(body: unknown): boolean {
-  const message = body as { jsonrpc?: unknown; method?: unknown; id?: unknown } | null;
-  return typeof message === "object" && message !== null && message.jsonrpc === "2.0" &&
-    message.method === "initialize" && message.id !== undefined;
-}
-
 /** Limits of the network endpoints. */
-export interface NetworkLimits extends WebSocketLimits {
-  /** Most concurrent sessions over WebSocket and HTTP together. Default 1 024. */
+export interface NetworkLimits extends WebSocketLimits, StreamableHttpLimits {
+  /**
+   * Most concurrent sessions over WebSocket and HTTP together, counting each
+   * stateless (2026-07-28) HTTP request in flight as one.
+   * @default 1024
+   */
   maxSessions?: number;
-  /** WebSocket idle timeout in seconds (ping/pong). Default 60. */
+  /**
+   * WebSocket idle timeout in seconds (ping/pong).
+   * @default 60
+   */
   idleTimeoutSeconds?: number;
-  /** HTTP sessions without any request for this long are closed. Default 600 000 ms. */
-  httpSessionIdleMs?: number;
 }
 
 /** Dependencies of {@linkcode createHandler}. */
 export interface HandlerDeps {
-  /** Creates a fresh MCP server for each session (may load it on first use). */
-  createServer: () => McpServer | Promise<McpServer>;
+  /** Builds the MCP server instances (may load the MCP machinery on first use). */
+  factory: McpServerFactory;
   /** Providers to report in `/healthz`. */
   providers: Provider[];
   /** Origin, Host and token settings. */
@@ -94,44 +91,6 @@ export interface Handler {
   closeAll(): Promise<void>;
 }
 
-interface HttpSession {
-  transport: WebStandardStreamableHTTPServerTransport;
-  server: McpServer;
-  /** Ids of requests received and not yet answered or cancelled. */
-  inFlight: Set<RequestId>;
-  lastSeen: number;
-}
-
-/**
- * Counts a session's requests from arrival to reply. The HTTP response
- * (an SSE stream) starts long before a streamed call ends, so in-flight
- * work is tracked at the message level, like the WebSocket and stdio seam.
- */
-function trackInFlight(session: HttpSession): void {
-  const { transport } = session;
-  const deliver = transport.onmessage;
-  transport.onmessage = (message, extra) => {
-    session.lastSeen = performance.now();
-    if ("method" in message) {
-      if ("id" in message && message.id !== undefined) session.inFlight.add(message.id);
-      else if (message.method === "notifications/cancelled") {
-        const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
-        // The SDK ignores cancels for ids 0 and "" (the call runs on), so they stay counted.
-        if (id !== undefined && id !== 0 && id !== "") session.inFlight.delete(id);
-      }
-    }
-    deliver?.(message, extra);
-  };
-  const send = transport.send.bind(transport);
-  transport.send = (message, options) => {
-    session.lastSeen = performance.now();
-    if ("id" in message && ("result" in message || "error" in message)) {
-      session.inFlight.delete(message.id as RequestId);
-    }
-    return send(message, options);
-  };
-}
-
 const JSON_HEADERS = { "content-type": "application/json" };
 
 function jsonError(status: number, message: string, code = JSONRPC_INVALID_REQUEST): Response {
@@ -141,31 +100,19 @@ function jsonError(status: number, message: string, code = JSONRPC_INVALID_REQUE
 /** Builds the request handler for the network endpoints. */
 export function createHandler(deps: HandlerDeps): Handler {
   const limits = deps.limits ?? {};
-  const maxSessions = limits.maxSessions ?? 1024;
+  const slots = createSessionSlots(limits.maxSessions ?? 1024);
   const maxMessageSize = limits.maxMessageSize ?? 32 * 1024 * 1024;
-  const maxInFlight = limits.maxInFlight ?? 64;
-  const httpIdleMs = limits.httpSessionIdleMs ?? 600_000;
   const log = deps.log ?? (() => {});
   const startedAt = performance.now();
   const sockets = new Set<WebSocketSession>();
-  const httpSessions = new Map<string, HttpSession>();
+  let http: StreamableHttp | undefined;
   let draining = false;
-  let sweeper: ReturnType<typeof setInterval> | undefined;
 
-  const sessionCount = () => sockets.size + httpSessions.size;
-
-  function sweepIdleHttpSessions(): void {
-    const now = performance.now();
-    for (const [id, session] of httpSessions) {
-      if (session.inFlight.size === 0 && now - session.lastSeen > httpIdleMs) {
-        log("info", `closing idle HTTP session ${id}`);
-        void session.transport.close();
-      }
-    }
-    if (httpSessions.size === 0) {
-      clearInterval(sweeper);
-      sweeper = undefined;
-    }
+  async function streamableHttp(): Promise<StreamableHttp> {
+    const [, { createStreamableHttp }] = await loadSessionKit();
+    http ??= createStreamableHttp({ factory: deps.factory, slots, limits, log });
+    if (draining) http.drain();
+    return http;
   }
 
   /** The provider pings in progress: concurrent health checks share them. */
@@ -198,7 +145,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (deps.security.token === undefined || !await checkToken(request, deps.security)) {
       body.sessions = {
         websocket: sockets.size,
-        http: httpSessions.size,
+        http: http?.sessions() ?? 0,
         stdio: deps.stdioSessions?.() ?? 0,
       };
       body.providers = await probeProviders();
@@ -216,21 +163,38 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (!offeredProtocols(request).includes("mcp")) {
       return new Response('The WebSocket subprotocol "mcp" is required.\n', { status: 400 });
     }
-    const [kit, server] = await Promise.all([loadSessionKit(), deps.createServer()]);
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      protocol: "mcp",
-      idleTimeout: limits.idleTimeoutSeconds ?? 60,
-    });
-    socket.binaryType = "arraybuffer";
-    const session = kit[0].attachWebSocket(socket, server, {
-      ...limits,
-      onError: (error) => log("warning", `websocket session: ${error.message}`),
-    });
+    if (draining) return new Response("Shutting down\n", { status: 503 });
+    // Reserved before any await, so no burst can exceed the cap.
+    if (!slots.tryReserve()) {
+      return new Response(`Too many sessions (limit ${slots.limit})\n`, { status: 503 });
+    }
+    let session: WebSocketSession;
+    let response: Response;
+    try {
+      const [kit] = await loadSessionKit();
+      const upgraded = Deno.upgradeWebSocket(request, {
+        protocol: "mcp",
+        idleTimeout: limits.idleTimeoutSeconds ?? 60,
+      });
+      response = upgraded.response;
+      upgraded.socket.binaryType = "arraybuffer";
+      session = kit.attachWebSocket(upgraded.socket, deps.factory, {
+        ...limits,
+        onError: (error) => log("warning", `websocket session: ${error.message}`),
+      });
+    } catch (error) {
+      slots.release();
+      throw error;
+    }
     sockets.add(session);
-    session.closed.then(() => sockets.delete(session));
+    session.closed.then(() => {
+      sockets.delete(session);
+      slots.release();
+    });
     return response;
   }
 
+  /** Reads a POST body under the size bound; a `Response` is the refusal. */
   async function readBody(request: Request): Promise<unknown | Response> {
     const length = Number(request.headers.get("content-length") ?? "0");
     if (length > maxMessageSize) {
@@ -248,6 +212,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       chunks.push(chunk);
     }
     const text = new TextDecoder().decode(await new Blob(chunks as BlobPart[]).arrayBuffer());
+    if (exceedsDepth(text)) {
+      return jsonError(400, "Invalid Request: the body nests arrays and objects too deeply");
+    }
     try {
       return JSON.parse(text);
     } catch {
@@ -255,71 +222,22 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
   }
 
-  function countRequests(body: unknown): number {
-    const messages = Array.isArray(body) ? body : [body];
-    return messages.filter((m) => m && typeof m === "object" && "method" in m && "id" in m).length;
-  }
-
-  async function streamableHttp(request: Request): Promise<Response> {
-    const sessionId = request.headers.get("mcp-session-id");
+  async function mcp(request: Request): Promise<Response> {
+    const origin = request.headers.get("origin");
+    if (request.method === "OPTIONS" && origin !== null) return preflight(request, origin);
+    const refusal = await checkToken(request, deps.security);
+    if (refusal) {
+      log("info", `refused ${request.method} /mcp: ${refusal.status}`);
+      return withCors(jsonError(refusal.status, refusal.message), origin);
+    }
     let body: unknown;
     if (request.method === "POST") {
       const parsed = await readBody(request);
-      if (parsed instanceof Response) return parsed;
+      if (parsed instanceof Response) return withCors(parsed, origin);
       body = parsed;
     }
-    if (sessionId !== null) {
-      const session = httpSessions.get(sessionId);
-      if (!session) return jsonError(404, "Session not found: initialize a new session");
-      const requests = countRequests(body);
-      if (draining && requests > 0) {
-        return jsonError(503, "Shutting down: no new requests", TOO_MANY_REQUESTS);
-      }
-      if (session.inFlight.size + requests > maxInFlight) {
-        return jsonError(
-          429,
-          `Too many requests in flight (limit ${maxInFlight})`,
-          TOO_MANY_REQUESTS,
-        );
-      }
-      session.lastSeen = performance.now();
-      return await session.transport.handleRequest(request, { parsedBody: body });
-    }
-    if (request.method !== "POST" || !isInitialize(body)) {
-      return jsonError(400, "Bad Request: no valid session ID; start with an initialize request");
-    }
-    if (draining) return jsonError(503, "Shutting down");
-    if (sessionCount() >= maxSessions) {
-      return jsonError(503, `Too many sessions (limit ${maxSessions})`);
-    }
-    const [[, { WebStandardStreamableHTTPServerTransport }], server] = await Promise.all([
-      loadSessionKit(),
-      deps.createServer(),
-    ]);
-    const transport: WebStandardStreamableHTTPServerTransport =
-      new WebStandardStreamableHTTPServerTransport({
-        sessionIdGenerator: () => crypto.randomUUID(),
-        onsessioninitialized: (id) => {
-          // Called from handleRequest below, after `session` exists.
-          httpSessions.set(id, session);
-          sweeper ??= setInterval(sweepIdleHttpSessions, Math.min(httpIdleMs, 60_000));
-        },
-        onsessionclosed: (id) => {
-          httpSessions.delete(id);
-        },
-      });
-    transport.onclose = () => {
-      if (transport.sessionId) httpSessions.delete(transport.sessionId);
-    };
-    await server.connect(transport);
-    const session: HttpSession = {
-      transport,
-      server,
-      inFlight: new Set(),
-      lastSeen: performance.now(),
-    };
-    trackInFlight(session);
-    return await transport.handleRequest(request, { parsedBody: body });
+    const endpoint = await streamableHttp();
+    return withCors(await endpoint.handle(request, body), origin);
   }
 
   const handler = async (request: Request): Promise<Response> => {
@@ -327,7 +245,13 @@ export function createHandler(deps: HandlerDeps): Handler {
     // Every endpoint, health and the page included, refuses a foreign Host (DNS rebinding).
     const foreignHost = checkHost(request, deps.security);
     if (foreignHost) return jsonError(foreignHost.status, foreignHost.message);
-    if (url.pathname === "/healthz" && request.method === "GET") return await health(request);
+    if (url.pathname === "/healthz") {
+      if (request.method === "GET" || request.method === "HEAD") return await health(request);
+      return new Response("Method not allowed: use GET /healthz\n", {
+        status: 405,
+        headers: { allow: "GET, HEAD" },
+      });
+    }
     if (url.pathname === "/" && request.method === "GET") {
       return new Response(PLAYGROUND_HTML, {
         headers: {
@@ -342,37 +266,33 @@ export function createHandler(deps: HandlerDeps): Handler {
         status: 404,
       });
     }
-    const refusal = await checkRequest(request, deps.security);
+    const foreignOrigin = checkOrigin(request, deps.security);
+    if (foreignOrigin) {
+      log("info", `refused ${request.method} ${url.pathname}: ${foreignOrigin.status}`);
+      return jsonError(foreignOrigin.status, foreignOrigin.message);
+    }
+    if (url.pathname === "/mcp") return await mcp(request);
+    const refusal = await checkToken(request, deps.security);
     if (refusal) {
       log("info", `refused ${request.method} ${url.pathname}: ${refusal.status}`);
       return jsonError(refusal.status, refusal.message);
     }
-    if (url.pathname === "/ws") {
-      if (draining) return new Response("Shutting down\n", { status: 503 });
-      if (sessionCount() >= maxSessions) {
-        return new Response(`Too many sessions (limit ${maxSessions})\n`, { status: 503 });
-      }
-      return await upgrade(request);
-    }
-    return await streamableHttp(request);
+    return await upgrade(request);
   };
 
   return Object.assign(handler, {
-    sessions: () => ({ websocket: sockets.size, http: httpSessions.size }),
+    sessions: () => ({ websocket: sockets.size, http: http?.sessions() ?? 0 }),
     inFlight: () =>
-      [...sockets].reduce((sum, s) => sum + s.transport.inFlight, 0) +
-      [...httpSessions.values()].reduce((sum, s) => sum + s.inFlight.size, 0),
+      [...sockets].reduce((sum, s) => sum + s.transport.inFlight, 0) + (http?.inFlight() ?? 0),
     drain: () => {
       draining = true;
+      http?.drain();
       for (const session of sockets) session.transport.drain();
     },
     closeAll: async () => {
-      clearInterval(sweeper);
-      sweeper = undefined;
       for (const session of sockets) session.close(CLOSE_GOING_AWAY, "server shutting down");
       await Promise.all([...sockets].map((s) => s.closed));
-      await Promise.all([...httpSessions.values()].map((s) => s.transport.close()));
-      httpSessions.clear();
+      await http?.closeAll();
     },
   });
 }

@@ -6,7 +6,8 @@
  * validates it, answers malformed input with the JSON-RPC error the
  * specification prescribes (`-32700` parse error, `-32600` invalid request)
  * without closing the channel, bounds the requests in flight, enforces the
- * initialize deadline, and passes good messages to the SDK. `send()`
+ * opening deadline, and passes good messages to the SDK (the connection
+ * entry in `mcp/connection.ts`, which serves both protocol eras). `send()`
  * resolves only when the channel accepted the bytes, which is how
  * backpressure reaches the code producing messages.
  *
@@ -15,10 +16,11 @@
 
 import {
   type JSONRPCMessage,
-  JSONRPCMessageSchema,
+  parseJSONRPCMessage,
   type RequestId,
   type Transport,
-} from "../mcp/sdk.ts";
+} from "@modelcontextprotocol/server";
+import { exceedsDepth, MAX_MESSAGE_DEPTH } from "./json_depth.ts";
 import {
   errorReply,
   JSONRPC_INVALID_REQUEST,
@@ -38,8 +40,18 @@ export interface MessageChannel {
 export interface MessageLimits {
   /** Most requests handled at once; further ones get an error reply. Default 64. */
   maxInFlight?: number;
-  /** Close the session when no `initialize` arrives within this time. Default 30 000 ms; 0 disables. */
+  /**
+   * Close the session when no request (an `initialize`, a `server/discover`
+   * or any 2026-07-28 request) arrives within this time; 0 disables.
+   * @default 30000
+   */
   initializeTimeoutMs?: number;
+  /**
+   * Deepest nesting of arrays and objects accepted in one message; deeper
+   * messages are refused before they are parsed.
+   * @default MAX_MESSAGE_DEPTH (128)
+   */
+  maxDepth?: number;
 }
 
 /** A `Transport` fed by a channel. */
@@ -60,9 +72,12 @@ function requestIdOf(value: unknown): RequestId | null {
   return typeof id === "string" || (typeof id === "number" && Number.isFinite(id)) ? id : null;
 }
 
+/** Refusals held back while the handshake is answered; more are written at once. */
+const MAX_HELD_REJECTIONS = 16;
+
 /** Top-level members of a JSON-RPC request or notification. */
 const REQUEST_MEMBERS = new Set(["jsonrpc", "id", "method", "params"]);
-/** A `_meta` member the SDK's schema rewrites (it drops unknown fields inside). */
+/** A `_meta` member the SDK's schema rewrites, so it takes the schema path. */
 const RELATED_TASK = "io.modelcontextprotocol/related-task";
 
 /**
@@ -109,13 +124,33 @@ export function createMessageTransport(
 ): MessageTransport {
   const maxInFlight = limits.maxInFlight ?? 64;
   const initializeTimeoutMs = limits.initializeTimeoutMs ?? 30_000;
+  const maxDepth = limits.maxDepth ?? MAX_MESSAGE_DEPTH;
   const inFlight = new Set<RequestId>();
   let closed = false;
   let draining = false;
   let initTimer: ReturnType<typeof setTimeout> | undefined;
+  // The session's handshake request (`initialize` or `server/discover`), until it is answered:
+  // refusals of later garbage wait for its reply (a few at most), so a client never reads an
+  // error before the reply to its handshake.
+  let opening: RequestId | undefined;
+  let opened = false;
+  let heldRejections: string[] = [];
+
+  function write(text: string): void {
+    channel.write(text).catch((error) => transport.onerror?.(error as Error));
+  }
 
   function reject(text: string): void {
-    channel.write(text).catch((error) => transport.onerror?.(error as Error));
+    if (opening !== undefined && !opened && heldRejections.length < MAX_HELD_REJECTIONS) {
+      heldRejections.push(text);
+    } else write(text);
+  }
+
+  function releaseRejections(): void {
+    opened = true;
+    const held = heldRejections;
+    heldRejections = [];
+    for (const text of held) write(text);
   }
 
   function finish(): void {
@@ -123,6 +158,7 @@ export function createMessageTransport(
     closed = true;
     clearTimeout(initTimer);
     inFlight.clear();
+    heldRejections = [];
     transport.onclose?.();
   }
 
@@ -133,7 +169,7 @@ export function createMessageTransport(
     start() {
       if (initializeTimeoutMs > 0) {
         initTimer = setTimeout(() => {
-          transport.onerror?.(new Error(`No initialize request within ${initializeTimeoutMs} ms`));
+          transport.onerror?.(new Error(`No request within ${initializeTimeoutMs} ms`));
           // 1008 (policy violation) on WebSocket: the client broke the handshake rule.
           Promise.resolve(channel.close(1008, "no initialize request")).finally(finish);
         }, initializeTimeoutMs);
@@ -142,10 +178,14 @@ export function createMessageTransport(
     },
     async send(message) {
       if (closed) throw new Error("Transport is closed");
-      if ("id" in message && ("result" in message || "error" in message)) {
-        inFlight.delete(message.id as RequestId);
+      const reply = "id" in message && ("result" in message || "error" in message);
+      if (reply) inFlight.delete(message.id as RequestId);
+      const written = channel.write(JSON.stringify(message));
+      if (reply && !opened && opening !== undefined && message.id === opening) {
+        // Queued behind the opening reply on the channel, so they arrive after it.
+        releaseRejections();
       }
-      await channel.write(JSON.stringify(message));
+      await written;
     },
     async close() {
       if (closed) return;
@@ -154,6 +194,18 @@ export function createMessageTransport(
     },
     receive(text) {
       if (closed) return;
+      if (exceedsDepth(text, maxDepth)) {
+        // Refused before parsing: deep nesting costs JSON.parse (and everything after it)
+        // super-linear time, which would stall every other session.
+        reject(
+          errorReply(
+            null,
+            JSONRPC_INVALID_REQUEST,
+            `Invalid Request: the message nests arrays and objects deeper than ${maxDepth} levels`,
+          ),
+        );
+        return;
+      }
       let value: unknown;
       try {
         value = JSON.parse(text);
@@ -171,8 +223,13 @@ export function createMessageTransport(
       if (value !== null && typeof value === "object" && isPlainRequest(value)) {
         message = value as JSONRPCMessage;
       } else {
-        const parsed = JSONRPCMessageSchema.safeParse(value);
-        if (!parsed.success) {
+        let parsed: JSONRPCMessage | undefined;
+        try {
+          parsed = parseJSONRPCMessage(value);
+        } catch {
+          parsed = undefined;
+        }
+        if (parsed === undefined) {
           // Malformed notifications get no reply. A message with an `id` member is no
           // notification (JSON-RPC 2.0 §4.1) even when the id is unusable: it is answered, with
           // id null then.
@@ -190,11 +247,16 @@ export function createMessageTransport(
           }
           return;
         }
-        message = parsed.data as JSONRPCMessage;
+        message = parsed;
       }
       if ("method" in message) {
         if ("id" in message && message.id !== undefined) {
-          if (message.method === "initialize") clearTimeout(initTimer);
+          if (!opened && opening === undefined) {
+            clearTimeout(initTimer);
+            if (message.method === "initialize" || message.method === "server/discover") {
+              opening = message.id;
+            } else opened = true;
+          }
           if (inFlight.has(message.id)) {
             reject(
               errorReply(
@@ -223,8 +285,7 @@ export function createMessageTransport(
         } else if (message.method === "notifications/cancelled") {
           // A cancelled request gets no reply, so it stops counting now.
           const id = (message.params as { requestId?: RequestId } | undefined)?.requestId;
-          // The SDK ignores cancels for ids 0 and "" (the call runs on), so they stay counted.
-          if (id !== undefined && id !== 0 && id !== "") inFlight.delete(id);
+          if (id !== undefined) inFlight.delete(id);
         }
       }
       transport.onmessage?.(message);

@@ -1,5 +1,7 @@
 /**
- * MCP over stdin/stdout: newline-delimited JSON-RPC messages.
+ * MCP over stdin/stdout: newline-delimited JSON-RPC messages, in either
+ * protocol era (the client's opening exchange decides, see
+ * `mcp/connection.ts`).
  *
  * stdout carries protocol messages only (logs go to stderr). Lines are
  * bounded: an oversized line is skipped without buffering it and answered
@@ -10,7 +12,8 @@
  * @module
  */
 
-import type { McpServer } from "../mcp/sdk.ts";
+import type { McpServerFactory } from "@modelcontextprotocol/server";
+import { serveConnection } from "../mcp/connection.ts";
 import { splitLines } from "../providers/ndjson.ts";
 import {
   createMessageTransport,
@@ -31,13 +34,19 @@ export interface StdioOptions extends MessageLimits {
   signal?: AbortSignal;
   /** Receives the session's transport once connected (for in-flight counts). */
   onSession?: (transport: MessageTransport) => void;
+  /** Out-of-band problems of the connection (reporting only). */
+  onError?: (error: Error) => void;
 }
 
 /**
- * Serves `server` over stdio until stdin ends, `signal` aborts, or the
- * server closes. Ending aborts the requests still in flight.
+ * Serves the instances `factory` builds over stdio until stdin ends,
+ * `signal` aborts, or the server closes. Ending aborts the requests still
+ * in flight.
  */
-export async function serveStdio(server: McpServer, options: StdioOptions = {}): Promise<void> {
+export async function serveStdio(
+  factory: McpServerFactory,
+  options: StdioOptions = {},
+): Promise<void> {
   const stdin = options.stdin ?? Deno.stdin.readable;
   const writer = (options.stdout ?? Deno.stdout.writable).getWriter();
   const encoder = new TextEncoder();
@@ -78,7 +87,7 @@ export async function serveStdio(server: McpServer, options: StdioOptions = {}):
 
   const onAbort = () => input.abort();
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  await server.connect(transport);
+  const connection = serveConnection(transport, factory, { onError: options.onError });
   options.onSession?.(transport);
   try {
     for await (const line of lines) {
@@ -89,7 +98,7 @@ export async function serveStdio(server: McpServer, options: StdioOptions = {}):
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
     transport.ended();
-    await server.close().catch(() => {});
+    await connection.close().catch(() => {});
     await writer.close().catch(() => {});
   }
 }

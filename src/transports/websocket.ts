@@ -1,7 +1,9 @@
 /**
  * MCP over WebSocket (subprotocol `mcp`): one JSON-RPC message per text
- * frame, compatible with the SDK's `WebSocketClientTransport` and with a
- * browser's `new WebSocket(url, "mcp")`.
+ * frame, in either protocol era (see `mcp/connection.ts`), compatible with
+ * the v1 SDK's `WebSocketClientTransport` and with a browser's
+ * `new WebSocket(url, "mcp")`. The specification's own WebSocket transport
+ * (SEP-1288) is still a draft; this endpoint is Rune's extension.
  *
  * Outbound backpressure: `send` waits while the socket's `bufferedAmount`
  * is above the high-water mark; a client that stays above the hard cap, or
@@ -12,7 +14,8 @@
  * @module
  */
 
-import type { McpServer } from "../mcp/sdk.ts";
+import type { McpServerFactory } from "@modelcontextprotocol/server";
+import { type Connection, serveConnection } from "../mcp/connection.ts";
 import {
   createMessageTransport,
   type MessageLimits,
@@ -64,12 +67,13 @@ export interface AttachOptions extends WebSocketLimits {
 }
 
 /**
- * Connects `server` to an upgraded `socket`. The session ends when either
- * side closes; then the server is closed, which aborts its in-flight calls.
+ * Serves the instances `factory` builds on an upgraded `socket`. The
+ * session ends when either side closes; then the pinned server instance is
+ * closed, which aborts its in-flight calls.
  */
 export function attachWebSocket(
   socket: WebSocket,
-  server: McpServer,
+  factory: McpServerFactory,
   options: AttachOptions = {},
 ): WebSocketSession {
   const maxMessageSize = options.maxMessageSize ?? 32 * 1024 * 1024;
@@ -87,6 +91,8 @@ export function attachWebSocket(
   // Messages sent since the queue was last seen empty.
   let unsettled = 0;
   const waiting = new Set<() => void>();
+  // Set once the transport exists (below); a close before that has nothing to end.
+  let connection: Connection | undefined;
   let poll: ReturnType<typeof setInterval> | undefined;
 
   function close(code: number = CLOSE.normal, reason = ""): void {
@@ -102,6 +108,7 @@ export function attachWebSocket(
 
   function teardown(): void {
     open = false;
+    void connection?.close().catch(() => {});
     clearInterval(poll);
     poll = undefined;
     for (const wake of waiting) wake();
@@ -207,9 +214,6 @@ export function attachWebSocket(
   socket.onerror = () => {
     // onclose follows and tears the session down.
   };
-  server.connect(transport).catch((error) => {
-    options.onError?.(error as Error);
-    close(CLOSE.policy, "session setup failed");
-  });
+  connection = serveConnection(transport, factory, { onError: options.onError });
   return { transport, closed, close };
 }

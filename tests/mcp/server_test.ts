@@ -1,237 +1,357 @@
 /**
- * End-to-end tests of the MCP tools: the real `src/main.ts serve --stdio`
- * process driven by the SDK's `Client` over `StdioClientTransport`, against
- * the Ollama double.
+ * The MCP layer in process, apart from any wire format: the server factory
+ * with a fake provider, served over the SDK's in-memory transport pair in
+ * both protocol eras and driven by the v2 SDK `Client`. What the server
+ * writes is recorded, so ordering is asserted on the wire, not through the
+ * client's notification dispatch.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
-import { type CallToolResult, ErrorCode, McpError } from "../sdk_client.ts";
-import { connectStdio, type StdioSession } from "../stdio_client.ts";
-import { assertCancelAbortsUpstream, resultText } from "../mcp_calls.ts";
+import {
+  Client,
+  type JSONRPCMessage,
+  ProtocolError,
+  ProtocolErrorCode,
+} from "@modelcontextprotocol/client";
+import { InMemoryTransport } from "@modelcontextprotocol/server";
+import { z } from "zod";
+import { RuneError } from "../../src/errors.ts";
+import type { LogLevel } from "../../src/log.ts";
+import { serveConnection } from "../../src/mcp/connection.ts";
+import { createServerFactory } from "../../src/mcp/server.ts";
+import { chatOutput, embedOutput, generateOutput, listModelsOutput } from "../../src/mcp/tools.ts";
+import { createFakeProvider, ENDLESS_CHUNK, type FakeProvider } from "../fake_provider.ts";
+import { resultText } from "../mcp_calls.ts";
 
-async function withSession(
-  fn: (session: StdioSession, double: OllamaDouble) => Promise<void>,
-): Promise<void> {
-  const double = await startOllamaDouble();
-  const session = await connectStdio(double.host);
+type Era = "legacy" | "modern";
+
+interface Harness {
+  client: Client;
+  fake: FakeProvider;
+  /** Every message the server wrote, in order. */
+  wire: JSONRPCMessage[];
+  /** Log lines the server wrote. */
+  logs: [LogLevel, string][];
+  /** While set, the server's writes wait for it (a client that stops reading). */
+  gate?: Promise<void>;
+}
+
+async function withServer(era: Era, fn: (h: Harness) => Promise<void>): Promise<void> {
+  const fake = createFakeProvider({ id: "fake", models: [{ name: "m1", family: "llama" }] });
+  const [clientEnd, serverEnd] = InMemoryTransport.createLinkedPair();
+  const harness = { fake, wire: [], logs: [] } as unknown as Harness;
+  const send = serverEnd.send.bind(serverEnd);
+  serverEnd.send = async (message, options) => {
+    await harness.gate;
+    harness.wire.push(message);
+    return await send(message, options);
+  };
+  const connection = serveConnection(
+    serverEnd,
+    createServerFactory({
+      providers: [fake],
+      log: (level, text) => harness.logs.push([level, text]),
+    }),
+  );
+  harness.client = new Client(
+    { name: "rune-test", version: "1.0.0" },
+    era === "modern" ? { versionNegotiation: { mode: { pin: "2026-07-28" } } } : {},
+  );
+  await harness.client.connect(clientEnd);
   try {
-    await fn(session, double);
+    assert.equal(harness.client.getProtocolEra(), era);
+    await fn(harness);
   } finally {
-    await session.close();
-    await double.close();
+    await harness.client.close();
+    await connection.close();
   }
 }
 
-Deno.test("tools/list shows the four Ollama tools with schemas and annotations", async () => {
-  await withSession(async ({ client }) => {
-    const { tools } = await client.listTools();
-    const names = tools.map((t) => t.name).sort();
-    assert.deepEqual(names, [
-      "ai_ollama_chat",
-      "ai_ollama_embed",
-      "ai_ollama_generate",
-      "ai_ollama_list_models",
-    ]);
-    const generate = tools.find((t) => t.name === "ai_ollama_generate")!;
-    assert.deepEqual(
-      Object.keys(generate.inputSchema.properties ?? {}).sort(),
-      ["format", "images", "keep_alive", "model", "options", "prompt", "system", "think"],
-    );
-    assert.deepEqual(generate.inputSchema.required?.sort(), ["model", "prompt"]);
-    assert.ok(generate.outputSchema, "has an output schema");
-    assert.equal(generate.annotations?.readOnlyHint, true);
-    const chat = tools.find((t) => t.name === "ai_ollama_chat")!;
-    assert.deepEqual(
-      Object.keys(chat.inputSchema.properties ?? {}).sort(),
-      ["format", "keep_alive", "messages", "model", "options", "think", "tools"],
-    );
-    const embed = tools.find((t) => t.name === "ai_ollama_embed")!;
-    assert.deepEqual(Object.keys(embed.inputSchema.properties ?? {}).sort(), ["input", "model"]);
-  });
-});
+/** Progress notifications the server wrote for `token`, in wire order. */
+function progressOf(wire: JSONRPCMessage[], token: string) {
+  return wire.flatMap((m) =>
+    "method" in m && m.method === "notifications/progress" &&
+      (m.params as { progressToken?: unknown }).progressToken === token
+      ? [m.params as { progress: number; message: string; _meta?: { thinking?: string } }]
+      : []
+  );
+}
 
-Deno.test("ai_ollama_list_models returns the models as text and structured content", async () => {
-  await withSession(async ({ client }) => {
-    const result = await client.callTool({
-      name: "ai_ollama_list_models",
-      arguments: {},
-    }) as CallToolResult;
-    assert.equal(result.isError, undefined);
-    const models = (result.structuredContent as { models: { name: string }[] }).models;
-    assert.ok(models.some((m) => m.name === "llama3.2:latest"));
-    assert.match(resultText(result), /llama3\.2:latest/);
-  });
-});
+/** Names and JSON types of an object schema's properties. */
+function shape(schema: unknown): Record<string, unknown> {
+  const { properties } = schema as { properties: Record<string, { type?: unknown }> };
+  return Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, v.type ?? "any"]));
+}
 
-Deno.test("ai_ollama_generate streams the text as ordered progress notifications", async () => {
-  await withSession(async ({ client }) => {
-    const deltas: string[] = [];
-    const progress: number[] = [];
-    const result = await client.callTool(
-      {
-        name: "ai_ollama_generate",
-        arguments: { model: "llama3.2", prompt: "one two three four five six" },
-      },
-      undefined,
-      {
-        onprogress: (p) => {
-          deltas.push(p.message ?? "");
-          progress.push(p.progress);
+for (const era of ["legacy", "modern"] as const) {
+  Deno.test(`[${era}] tools/list shows each tool with its input, output schema and annotations`, async () => {
+    await withServer(era, async ({ client }) => {
+      const { tools } = await client.listTools();
+      assert.deepEqual(tools.map((t) => t.name), [
+        "ai_fake_list_models",
+        "ai_fake_generate",
+        "ai_fake_chat",
+        "ai_fake_embed",
+      ]);
+      const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
+      const generate = byName.ai_fake_generate;
+      assert.deepEqual(shape(generate.inputSchema), {
+        model: "string",
+        prompt: "string",
+        system: "string",
+        images: "array",
+        format: "any",
+        options: "object",
+        think: "boolean",
+        keep_alive: "any",
+      });
+      assert.deepEqual(generate.inputSchema.required, ["model", "prompt"]);
+      assert.equal(
+        (generate.inputSchema as { additionalProperties?: unknown }).additionalProperties,
+        false,
+      );
+      assert.deepEqual(shape(generate.outputSchema), {
+        model: "string",
+        response: "string",
+        thinking: "string",
+        done_reason: "string",
+        usage: "object",
+      });
+      assert.deepEqual(generate.outputSchema?.required, [
+        "model",
+        "response",
+        "done_reason",
+        "usage",
+      ]);
+      assert.deepEqual(generate.annotations, { readOnlyHint: true, openWorldHint: false });
+      assert.deepEqual(shape(byName.ai_fake_chat.outputSchema), {
+        model: "string",
+        message: "object",
+        done_reason: "string",
+        usage: "object",
+      });
+      assert.deepEqual(shape(byName.ai_fake_embed.inputSchema), { model: "string", input: "any" });
+      assert.deepEqual(shape(byName.ai_fake_list_models.outputSchema), { models: "array" });
+      assert.deepEqual(byName.ai_fake_list_models.annotations, {
+        readOnlyHint: true,
+        idempotentHint: true,
+        openWorldHint: false,
+      });
+    });
+  });
+
+  Deno.test(`[${era}] every tool result validates against its output schema`, async () => {
+    await withServer(era, async ({ client, fake }) => {
+      fake.toolCalls = [{ name: "get_weather", arguments: { city: "Oslo" } }];
+      const results = {
+        list: await client.callTool({ name: "ai_fake_list_models", arguments: {} }),
+        generate: await client.callTool({
+          name: "ai_fake_generate",
+          arguments: { model: "m1", prompt: "a b" },
+        }),
+        chat: await client.callTool({
+          name: "ai_fake_chat",
+          arguments: { model: "m1", messages: [{ role: "user", content: "weather?" }] },
+        }),
+        embed: await client.callTool({
+          name: "ai_fake_embed",
+          arguments: { model: "m1", input: ["ab", "c"] },
+        }),
+      };
+      const schemas = {
+        list: listModelsOutput,
+        generate: generateOutput,
+        chat: chatOutput,
+        embed: embedOutput,
+      };
+      for (const [key, result] of Object.entries(results)) {
+        const parsed = z.object(schemas[key as keyof typeof schemas]).strict().safeParse(
+          result.structuredContent,
+        );
+        assert.ok(parsed.success, `${key}: ${parsed.error}`);
+      }
+      assert.deepEqual(results.list.structuredContent, {
+        models: [{ name: "m1", family: "llama", loaded: false }],
+      });
+      assert.deepEqual(results.chat.structuredContent, {
+        model: "m1",
+        message: {
+          role: "assistant",
+          content: "weather?",
+          tool_calls: [{ function: { name: "get_weather", arguments: { city: "Oslo" } } }],
         },
-      },
-    ) as CallToolResult;
-    assert.equal(resultText(result), "Echo: one two three four five six");
-    // The SDK client dispatches notifications a microtask after responses, so progress that
-    // arrives in the same read as the result can be dropped on the client side; the exact wire
-    // sequence is asserted in tests/transports/stdio_test.ts.
-    assert.ok(deltas.length >= 1, "at least one progress notification");
-    assert.ok(resultText(result).startsWith(deltas.join("")), "deltas are an in-order prefix");
-    assert.deepEqual(progress, [...progress].sort((a, b) => a - b), "progress increases");
-    const structured = result.structuredContent as Record<string, unknown>;
-    assert.equal(structured.response, "Echo: one two three four five six");
-    assert.equal(structured.done_reason, "stop");
+        done_reason: "stop",
+        usage: { prompt_tokens: 3, completion_tokens: 1, total_ms: 1 },
+      });
+      assert.equal(resultText(results.chat), 'weather?\nTool call: get_weather({"city":"Oslo"})');
+      assert.deepEqual(results.embed.structuredContent, {
+        model: "m1",
+        embeddings: [[2, 0.5, -1], [1, 0.5, -1]],
+        dimensions: 3,
+        usage: { prompt_tokens: 2 },
+      });
+    });
   });
-});
 
-Deno.test("ai_ollama_generate passes system, format, options and think through", async () => {
-  await withSession(async ({ client }, double) => {
-    const result = await client.callTool({
-      name: "ai_ollama_generate",
-      arguments: {
-        model: "qwen3",
-        prompt: "p",
-        system: "s",
-        format: "json",
-        think: true,
-        options: { temperature: 0.1, num_predict: 5, num_ctx: 2048 },
-      },
-    }) as CallToolResult;
-    assert.equal(result.isError, undefined);
-    const body = double.requests.find((r) => r.path === "/api/generate")?.body as Record<
-      string,
-      unknown
-    >;
-    assert.equal(body.system, "s");
-    assert.equal(body.format, "json");
-    assert.equal(body.think, true);
-    assert.deepEqual(body.options, { temperature: 0.1, num_predict: 5, num_ctx: 2048 });
-    const structured = result.structuredContent as Record<string, unknown>;
-    assert.equal(structured.done_reason, "length");
-    assert.equal(typeof structured.thinking, "string");
+  Deno.test(`[${era}] generate streams every delta as progress, in order, before the result`, async () => {
+    await withServer(era, async ({ client, fake, wire }) => {
+      fake.thinking = ["hmm", " ok"];
+      fake.script = ["one", " two", " three"];
+      const result = await client.callTool({
+        name: "ai_fake_generate",
+        arguments: { model: "m1", prompt: "ignored" },
+        _meta: { progressToken: "p1" },
+      });
+      assert.equal(resultText(result), "one two three");
+      const progress = progressOf(wire, "p1");
+      assert.equal(progress.map((p) => p.message).join(""), "one two three");
+      assert.equal(progress.map((p) => p._meta?.thinking ?? "").join(""), "hmm ok");
+      assert.deepEqual(progress.map((p) => p.progress), progress.map((_, i) => i + 1));
+      // The result is written after the last progress notification.
+      const resultAt = wire.findIndex((m) =>
+        "result" in m &&
+        (m.result as { structuredContent?: { response?: string } }).structuredContent?.response ===
+          "one two three"
+      );
+      const lastProgress = wire.findLastIndex((m) =>
+        "method" in m && m.method === "notifications/progress"
+      );
+      assert.ok(resultAt > lastProgress, "the result follows the progress");
+    });
   });
-});
 
-Deno.test("ai_ollama_chat answers the conversation and reports tool calls", async () => {
-  await withSession(async ({ client }) => {
-    const plain = await client.callTool({
-      name: "ai_ollama_chat",
-      arguments: {
-        model: "llama3.2",
-        messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "Echo: hi" }, {
-          role: "user",
-          content: "again",
-        }],
-      },
-    }) as CallToolResult;
-    assert.equal(resultText(plain), "Echo: again");
-    const withTools = await client.callTool({
-      name: "ai_ollama_chat",
-      arguments: {
-        model: "llama3.2",
-        messages: [{ role: "user", content: "weather in Oslo?" }],
-        tools: [{
-          type: "function",
-          function: {
-            name: "get_weather",
-            parameters: { type: "object", properties: { city: { type: "string" } } },
-          },
-        }],
-      },
-    }) as CallToolResult;
-    const message = (withTools.structuredContent as {
-      message: { tool_calls?: { function: { name: string } }[] };
-    }).message;
-    assert.equal(message.tool_calls?.[0].function.name, "get_weather");
-    assert.match(resultText(withTools), /Tool call: get_weather/);
+  Deno.test(`[${era}] invalid arguments are a tool error naming the argument (SEP-1303)`, async () => {
+    await withServer(era, async ({ client, fake }) => {
+      const wrongType = await client.callTool({
+        name: "ai_fake_generate",
+        arguments: { model: 5, prompt: "x" },
+      });
+      assert.equal(wrongType.isError, true);
+      assert.match(resultText(wrongType), /model/);
+      assert.match(resultText(wrongType), /expected string/);
+      const unknown = await client.callTool({
+        name: "ai_fake_generate",
+        arguments: { model: "m1", prompt: "x", options: { temprature: 1 } },
+      });
+      assert.equal(unknown.isError, true);
+      assert.match(resultText(unknown), /temprature/);
+      // Nothing reached the provider.
+      assert.deepEqual(fake.calls.filter((c) => c.method === "generate"), []);
+      // An unknown tool stays a protocol error.
+      await assert.rejects(
+        client.callTool({ name: "ai_fake_nope", arguments: {} }),
+        (e: Error) => e instanceof ProtocolError && e.code === ProtocolErrorCode.InvalidParams,
+      );
+      const ok = await client.callTool({ name: "ai_fake_list_models", arguments: {} });
+      assert.equal(ok.isError, undefined);
+    });
   });
-});
 
-Deno.test("ai_ollama_embed embeds a string and a batch", async () => {
-  await withSession(async ({ client }) => {
-    const one = await client.callTool({
-      name: "ai_ollama_embed",
-      arguments: { model: "all-minilm", input: "hello" },
-    }) as CallToolResult;
-    const single = one.structuredContent as { embeddings: number[][]; dimensions: number };
-    assert.equal(single.embeddings.length, 1);
-    assert.equal(single.dimensions, 384);
-    const batch = await client.callTool({
-      name: "ai_ollama_embed",
-      arguments: { model: "all-minilm", input: ["a", "b"] },
-    }) as CallToolResult;
-    assert.equal((batch.structuredContent as { embeddings: number[][] }).embeddings.length, 2);
+  Deno.test(`[${era}] upstream failures are tool errors with the provider's advice`, async () => {
+    await withServer(era, async ({ client, fake, logs }) => {
+      fake.failNext = new RuneError('Model "x" is not installed: run "ollama pull x".');
+      const failed = await client.callTool({
+        name: "ai_fake_generate",
+        arguments: { model: "x", prompt: "p" },
+      });
+      assert.equal(failed.isError, true);
+      assert.equal(resultText(failed), 'Model "x" is not installed: run "ollama pull x".');
+      assert.deepEqual(logs, [[
+        "info",
+        'ai_fake_generate failed: Model "x" is not installed: run "ollama pull x".',
+      ]]);
+      // A bug is reported to the client too, and logged with its stack.
+      fake.failNext = new TypeError("boom");
+      const crashed = await client.callTool({
+        name: "ai_fake_embed",
+        arguments: { model: "m1", input: "x" },
+      });
+      assert.equal(crashed.isError, true);
+      assert.match(resultText(crashed), /boom/);
+      assert.equal(logs[1][0], "error");
+      assert.match(logs[1][1], /ai_fake_embed crashed: TypeError: boom\n\s+at /);
+    });
   });
-});
 
-Deno.test("invalid arguments get an invalid-params error and the daemon keeps serving", async () => {
-  await withSession(async ({ client }) => {
-    await assert.rejects(
-      client.callTool({ name: "ai_ollama_generate", arguments: { model: 5 } }),
-      (e: Error) => e instanceof McpError && e.code === ErrorCode.InvalidParams,
-    );
-    await assert.rejects(
-      client.callTool({
-        name: "ai_ollama_generate",
-        arguments: { model: "llama3.2", prompt: "x", options: { temprature: 1 } },
-      }),
-      (e: Error) => e instanceof McpError && e.code === ErrorCode.InvalidParams,
-    );
-    await assert.rejects(
-      client.callTool({ name: "ai_ollama_nope", arguments: {} }),
-      (e: Error) => e instanceof McpError && e.code === ErrorCode.InvalidParams,
-    );
-    const ok = await client.callTool({ name: "ai_ollama_list_models", arguments: {} });
-    assert.equal(ok.isError, undefined);
+  Deno.test(`[${era}] cancelling a call aborts the provider call and sends no reply`, async () => {
+    await withServer(era, async ({ client, fake, wire }) => {
+      fake.endless = true;
+      const controller = new AbortController();
+      const call = client.callTool(
+        { name: "ai_fake_generate", arguments: { model: "m1", prompt: "x" } },
+        { signal: controller.signal },
+      );
+      await fake.waitForPulled(3);
+      const signal = fake.calls.find((c) => c.method === "generate")!.signal!;
+      assert.equal(signal.aborted, false);
+      controller.abort("stop");
+      await assert.rejects(call);
+      await new Promise<void>((resolve) =>
+        signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve())
+      );
+      fake.endless = false;
+      const next = await client.callTool({
+        name: "ai_fake_generate",
+        arguments: { model: "m1", prompt: "still here" },
+      });
+      assert.equal(resultText(next), "still here");
+      // The cancelled request got no reply: only the second call's result is on the wire.
+      const replies = wire.filter((m) => "result" in m && JSON.stringify(m).includes("response"));
+      assert.equal(replies.length, 1);
+    });
   });
-});
 
-Deno.test("upstream failures are isError results that say what to do", async () => {
-  await withSession(async ({ client }, double) => {
-    const missing = await client.callTool({
-      name: "ai_ollama_generate",
-      arguments: { model: "nosuch", prompt: "x" },
-    }) as CallToolResult;
-    assert.equal(missing.isError, true);
-    assert.match(resultText(missing), /ollama pull nosuch/);
-    const wrong = await client.callTool({
-      name: "ai_ollama_embed",
-      arguments: { model: "llama3.2", input: "x" },
-    }) as CallToolResult;
-    assert.equal(wrong.isError, true);
-    assert.match(resultText(wrong), /does not support embeddings/);
-    double.failNext({ kind: "error-in-stream", afterTokens: 1, error: "CUDA error" });
-    const failed = await client.callTool({
-      name: "ai_ollama_generate",
-      arguments: { model: "llama3.2", prompt: "a b c" },
-    }) as CallToolResult;
-    assert.equal(failed.isError, true);
-    assert.match(resultText(failed), /CUDA error/);
+  Deno.test(`[${era}] a client that stops reading holds the provider back`, async () => {
+    await withServer(era, async (h) => {
+      h.fake.endless = true;
+      let open!: () => void;
+      const controller = new AbortController();
+      const call = h.client.callTool(
+        {
+          name: "ai_fake_generate",
+          arguments: { model: "m1", prompt: "x" },
+          _meta: { progressToken: "slow" },
+        },
+        { signal: controller.signal },
+      );
+      await h.fake.waitForPulled(1);
+      h.gate = new Promise((resolve) => (open = resolve));
+      // While writes are stuck, the relay reads at most the pending bound (64 Ki characters)
+      // before it waits for the client.
+      const bound = Math.ceil(64 * 1024 / ENDLESS_CHUNK.length) + 2;
+      const before = h.fake.pulled;
+      await h.fake.waitForPulled(before + bound - 4);
+      // Give the provider many turns of the event loop: none of them may be used to read on.
+      for (let i = 0; i < 50; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+      const stalled = h.fake.pulled;
+      assert.ok(stalled - before <= bound, `read ${stalled - before} chunks, bound ${bound}`);
+      for (let i = 0; i < 50; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+      assert.equal(h.fake.pulled, stalled, "no more chunks are read while the client is stuck");
+      open();
+      h.gate = undefined;
+      await h.fake.waitForPulled(stalled + 100);
+      controller.abort("done");
+      await assert.rejects(call);
+    });
   });
-});
+}
 
-Deno.test("cancelling a call aborts the upstream request at once", async () => {
-  await withSession(async ({ client }, double) => {
-    double.tokenDelayMs = 20;
-    await assertCancelAbortsUpstream(client, double);
-    // The session is still usable after the cancellation.
-    double.tokenDelayMs = 0;
-    const next = await client.callTool({
-      name: "ai_ollama_generate",
-      arguments: { model: "llama3.2", prompt: "still here" },
-    }) as CallToolResult;
-    assert.equal(resultText(next), "Echo: still here");
-  });
+Deno.test("tools/list carries ttlMs and cacheScope in the 2026-07-28 era only", async () => {
+  for (const era of ["legacy", "modern"] as const) {
+    await withServer(era, async ({ client, wire }) => {
+      await client.listTools();
+      const reply = wire.find((m) =>
+        "result" in m && Array.isArray((m.result as { tools?: unknown }).tools)
+      ) as { result: Record<string, unknown> };
+      if (era === "modern") {
+        assert.equal(reply.result.ttlMs, 60_000);
+        assert.equal(reply.result.cacheScope, "private");
+      } else {
+        assert.equal("ttlMs" in reply.result, false);
+        assert.equal("cacheScope" in reply.result, false);
+      }
+    });
+  }
 });

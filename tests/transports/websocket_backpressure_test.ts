@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { McpServer } from "../../src/mcp/sdk.ts";
+import type { McpServerFactory } from "@modelcontextprotocol/server";
 import { attachWebSocket, MESSAGE_OVERHEAD } from "../../src/transports/websocket.ts";
 
 /** A socket whose `bufferedAmount` the test sets; records sends and closes. */
@@ -30,7 +30,10 @@ function fakeSocket() {
   return socket;
 }
 
-const server = { connect: () => Promise.resolve() } as unknown as McpServer;
+/** No message reaches a server in these tests: the factory is never called. */
+const server: McpServerFactory = () => {
+  throw new Error("no server instance is needed");
+};
 const note = { jsonrpc: "2.0" as const, method: "notifications/message", params: {} };
 const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,0 +1,202 @@
+/**
+ * An in-process fake `Provider` for testing the MCP layer apart from any
+ * wire format: it streams scripted chunks, records every call with its
+ * signal, can fail on demand, and counts how many chunks a consumer pulled
+ * (to observe backpressure).
+ *
+ * @module
+ */
+
+import type {
+  CallOptions,
+  Capabilities,
+  ChatRequest,
+  Chunk,
+  EmbedRequest,
+  EmbedResult,
+  FinalResult,
+  GenerateRequest,
+  ModelDetails,
+  ModelInfo,
+  Provider,
+  ToolCall,
+} from "../src/providers/types.ts";
+
+/** A recorded call. */
+export interface FakeCall {
+  /** Which method. */
+  method: "generate" | "chat" | "embed" | "listModels" | "showModel";
+  /** The request as the provider received it. */
+  request: unknown;
+  /** The call's signal. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode createFakeProvider}. */
+export interface FakeProviderOptions {
+  /**
+   * Provider id (tool names are `ai_<id>_*`).
+   * @default "fake"
+   */
+  id?: string;
+  /**
+   * Models it lists.
+   * @default [{ name: "m1" }]
+   */
+  models?: ModelInfo[];
+}
+
+/** The fake and its controls. */
+export interface FakeProvider extends Provider {
+  /** Every call so far. */
+  calls: FakeCall[];
+  /** Text chunks the next completion streams (then its final result). Default: the prompt's words. */
+  script?: string[];
+  /** Thinking chunks streamed before the text. */
+  thinking?: string[];
+  /** Tool calls the next chat returns. */
+  toolCalls?: ToolCall[];
+  /** Makes the next call throw this error (once). */
+  failNext?: Error;
+  /**
+   * Streams {@linkcode ENDLESS_CHUNK} forever (until aborted), yielding to the
+   * event loop between chunks as a network read does: for cancel and
+   * backpressure tests.
+   */
+  endless?: boolean;
+  /** Chunks handed to consumers so far, across calls. */
+  pulled: number;
+  /** Resolves when a completion has handed out `n` chunks in total. */
+  waitForPulled(n: number): Promise<void>;
+}
+
+/** What an endless stream sends per chunk: 600 characters. */
+export const ENDLESS_CHUNK = " token".repeat(100);
+
+const ALL: Capabilities = {
+  completion: true,
+  streaming: true,
+  vision: true,
+  tools: true,
+  embeddings: true,
+  thinking: true,
+};
+
+/** Creates a fake provider. */
+export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvider {
+  const waiters = new Set<{ n: number; resolve: () => void }>();
+
+  function takeFailure(): void {
+    const error = fake.failNext;
+    if (error) {
+      fake.failNext = undefined;
+      throw error;
+    }
+  }
+
+  function pulledOne(): void {
+    fake.pulled++;
+    for (const waiter of waiters) {
+      if (fake.pulled >= waiter.n) {
+        waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+
+  async function* complete(
+    model: string,
+    prompt: string,
+    call: CallOptions,
+    toolCalls: ToolCall[],
+  ): AsyncGenerator<Chunk> {
+    takeFailure();
+    const words = fake.script ?? prompt.split(/(?=\s)/);
+    let text = "";
+    let thinking = "";
+    for (const thought of fake.thinking ?? []) {
+      call.signal?.throwIfAborted();
+      thinking += thought;
+      pulledOne();
+      yield { type: "thinking", text: thought };
+    }
+    for (let i = 0; fake.endless || i < words.length; i++) {
+      // Lets aborts and other tasks run between chunks, as a network read would.
+      if (fake.endless) await new Promise((resolve) => setTimeout(resolve, 0));
+      else await Promise.resolve();
+      call.signal?.throwIfAborted();
+      const delta = fake.endless ? ENDLESS_CHUNK : words[i];
+      text += delta;
+      pulledOne();
+      yield { type: "text", text: delta };
+    }
+    if (toolCalls.length) yield { type: "tool_calls", toolCalls };
+    const result: FinalResult = {
+      model,
+      text,
+      ...(thinking && { thinking }),
+      toolCalls,
+      doneReason: "stop",
+      usage: { promptTokens: 3, completionTokens: words.length, totalMs: 1 },
+    };
+    yield { type: "done", result };
+  }
+
+  const fake: FakeProvider = {
+    id: options.id ?? "fake",
+    address: "fake://in-process",
+    calls: [],
+    pulled: 0,
+    capabilities: () => ALL,
+    listModels(call = {}) {
+      fake.calls.push({ method: "listModels", request: undefined, signal: call.signal });
+      try {
+        takeFailure();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return Promise.resolve(options.models ?? [{ name: "m1" }]);
+    },
+    showModel(model, call = {}) {
+      fake.calls.push({ method: "showModel", request: model, signal: call.signal });
+      const details: ModelDetails = {
+        name: model,
+        capabilities: ALL,
+        capabilitiesKnown: true,
+        extra: {},
+      };
+      return Promise.resolve(details);
+    },
+    generate(request: GenerateRequest, call = {}) {
+      fake.calls.push({ method: "generate", request, signal: call.signal });
+      return complete(request.model, request.prompt, call, []);
+    },
+    chat(request: ChatRequest, call = {}) {
+      fake.calls.push({ method: "chat", request, signal: call.signal });
+      const last = request.messages.at(-1)?.content ?? "";
+      const calls = fake.toolCalls ?? [];
+      fake.toolCalls = undefined;
+      return complete(request.model, last, call, calls);
+    },
+    embed(request: EmbedRequest, call = {}): Promise<EmbedResult> {
+      fake.calls.push({ method: "embed", request, signal: call.signal });
+      try {
+        takeFailure();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const inputs = Array.isArray(request.input) ? request.input : [request.input];
+      return Promise.resolve({
+        model: request.model,
+        embeddings: inputs.map((text) => [text.length, 0.5, -1]),
+        usage: { promptTokens: inputs.length },
+      });
+    },
+    ping: () => Promise.resolve("fake 1.0"),
+    waitForPulled(n) {
+      if (fake.pulled >= n) return Promise.resolve();
+      return new Promise((resolve) => waiters.add({ n, resolve }));
+    },
+  };
+  return fake;
+}
