@@ -15,7 +15,7 @@ import {
   ProviderUnreachableError,
   UpstreamError,
 } from "../../src/providers/errors.ts";
-import { createOllamaProvider, type OllamaTimeouts } from "../../src/providers/ollama.ts";
+import { createOllamaProvider, type OllamaTimeouts } from "../../src/providers/ollama/mod.ts";
 import { type Chunk, collect } from "../../src/providers/types.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 
