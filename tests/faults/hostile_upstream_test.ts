@@ -1,6 +1,6 @@
 /**
- * The real daemon in front of a hostile upstream: a 300 MB model list, a
- * 300 MB embedding reply, a 300 MB error page and a 300 MB streamed reply
+ * The real daemon in front of a hostile upstream: a 300 MB model list, an
+ * endless gzip bomb of embeddings, a 300 MB error page and a 300 MB streamed reply
  * in 1 MiB lines, each answered with the default byte budgets. Each call
  * ends in a tool error naming the limit, the upstream body is cancelled,
  * the daemon's resident memory stays under a stated bound throughout, and
@@ -85,9 +85,10 @@ const CASES: Case[] = [
       `Ollama at ${host} sent a reply to /api/tags larger than 64 MiB (the --max-reply-bytes limit), so Rune stopped reading it: if the reply is genuine (a very long model list, a large batch of embeddings), raise --max-reply-bytes; otherwise check what answers at that address.`,
   },
   {
-    what: "a 300 MB embedding reply",
+    // Endless, so only a cancel can end it: 300 MB of gzip fits in socket buffers.
+    what: "an endless gzip bomb as the embedding reply",
     path: "/api/embed",
-    reply: { kind: "huge-json", bytes: HUGE, gzip: true },
+    reply: { kind: "huge-json", bytes: Infinity, gzip: true },
     tool: "ai_ollama_embed",
     args: { model: "all-minilm", input: "x" },
     error: (host) =>
