@@ -171,7 +171,7 @@ export async function requestJson(upstream: HttpUpstream, request: HttpRequest):
   }
 }
 
-/** `text/html, over 64 KiB: "<html>…"`: what a body looked like, for messages. */
+/** `text/html, cut short: "<html>…"`: what a body looked like, for messages. */
 export function describeBody(contentType: string, text: string, truncated: boolean): string {
   return `${contentType || "no content type"}${truncated ? ", cut short" : ""}: ${preview(text)}`;
 }
