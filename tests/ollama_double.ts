@@ -22,6 +22,9 @@
  */
 
 import { parseArgs } from "node:util";
+// Go's time.ParseDuration, checked against Go's own test table in
+// tests/providers/ollama/keep_alive_test.ts.
+import { goDurationError } from "../src/providers/ollama/keep_alive.ts";
 
 /** A model the double serves, as listed by `/api/tags`. */
 export interface DoubleModel {
@@ -37,6 +40,35 @@ export interface DoubleModel {
   capabilities: string[];
   /** Size on disk in bytes; derived from parameter size and quantization when absent. */
   size?: number;
+  /**
+   * A vision architecture shipped without its projector (e.g. a text-only
+   * gemma3 build): images fail with {@linkcode OLLAMA_ERRORS.noVisionData}.
+   * Other models without `vision` ignore images, as Ollama's runners do.
+   */
+  visionDataMissing?: boolean;
+}
+
+/** A tool call a scripted reply makes. */
+export interface ScriptedToolCall {
+  /** Function name. */
+  name: string;
+  /** Arguments object, sent as is. */
+  arguments: Record<string, unknown>;
+}
+
+/**
+ * What the model says in the next chat (or generate) reply, instead of the
+ * echo: thinking first, then the text token by token, then one chunk with
+ * every tool call (as Ollama's tool parser emits them), then the final
+ * chunk.
+ */
+export interface Script {
+  /** Reasoning text (thinking models stream it first). */
+  thinking?: string;
+  /** The answer text; may accompany tool calls. */
+  content?: string;
+  /** Tool calls, in order; each gets an id and its index. */
+  toolCalls?: ScriptedToolCall[];
 }
 
 /** A failure injected into the next matching requests. */
@@ -96,6 +128,8 @@ export interface OllamaDouble {
   tokenDelayMs: number;
   /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags requests. */
   failNext(fault: Fault, times?: number): void;
+  /** Answers the next `times` (default 1) generate/chat requests with `script` instead of the echo. */
+  scriptNext(script: Script, times?: number): void;
   /** Resolves once `openStreams === n`; rejects when `signal` aborts. */
   waitForOpenStreams(n: number, signal?: AbortSignal): Promise<void>;
   /** Resolves on the next request to `path`; rejects when `signal` aborts. */
@@ -104,8 +138,28 @@ export interface OllamaDouble {
   close(): Promise<void>;
 }
 
-/** The version `/api/version` reports by default. */
-export const DEFAULT_VERSION = "0.12.6";
+/**
+ * The version `/api/version` reports by default: the Ollama release whose
+ * wire format the double follows (tool call ids appeared in 0.12.10).
+ */
+export const DEFAULT_VERSION = "0.13.0";
+
+/**
+ * Error texts of Ollama that tests inject, verbatim from its source:
+ * `busy` is `ErrMaxQueue` (server/sched.go, answered with 503), `rateLimited`
+ * the 429 a cloud model's upstream returns (server/routes_generate_test.go),
+ * `noEmbeddings` the runner's reply for a model without pooling
+ * (runner/ollamarunner/runner.go, answered by /api/embed with 500), and
+ * `noVisionData` the runner's `model.ErrNoVisionModel` for a vision
+ * architecture without its projector (model/model.go).
+ */
+export const OLLAMA_ERRORS = {
+  busy: "server busy, please try again.  maximum pending requests exceeded",
+  rateLimited: "rate limit exceeded",
+  noEmbeddings: "this model does not support embeddings",
+  noVisionData:
+    "Failed to create new sequence: this model is missing data required for image input",
+} as const;
 
 /** Dimensions of the deterministic embedding vectors. */
 export const EMBEDDING_DIMENSIONS = 384;
@@ -170,6 +224,7 @@ interface State {
   streamWaiters: Set<Waiter>;
   requestWaiters: Set<Waiter & { path: string }>;
   toolCalls: number;
+  scripts: { script: Script; remaining: number }[];
 }
 
 interface Ctx {
@@ -685,6 +740,21 @@ function parseBody(raw: string, struct: string): Parsed {
       };
     }
   }
+  // api.Duration.UnmarshalJSON (api/types.go): seconds, or a Go duration string.
+  const keepAlive = body.keep_alive;
+  if (struct !== "ShowRequest" && keepAlive !== undefined && keepAlive !== null) {
+    if (typeof keepAlive === "string") {
+      const problem = goDurationError(keepAlive);
+      if (problem) return { ok: false, error: problem };
+    } else if (typeof keepAlive !== "number") {
+      const goType = typeof keepAlive === "boolean"
+        ? "bool"
+        : Array.isArray(keepAlive)
+        ? "[]interface {}"
+        : "map[string]interface {}";
+      return { ok: false, error: `Unsupported type: '${goType}'` };
+    }
+  }
   const think = body.think;
   if (typeof think === "string" && !["high", "medium", "low"].includes(think)) {
     return {
@@ -982,14 +1052,19 @@ function metrics(ctx: Ctx, loadedAt: number, plan: Plan): Json {
 // ---------------------------------------------------------------------------
 // Handlers
 
+/**
+ * A vision architecture without its projector fails in the runner
+ * (`Failed to create new sequence: ...`, HTTP 500 from the runner, passed
+ * on as a StatusError); before any byte is streamed, `streamResponse` sets
+ * `application/json` and answers with that status.
+ */
 function imagesError(stream: boolean): Response {
-  // The runner rejects images for models without a projector; before any
-  // byte is streamed, streamResponse answers with a plain JSON error.
-  return errorResponse(
-    400,
-    "this model is missing data required for image input",
-    stream ? "application/json" : JSON_TYPE,
-  );
+  return errorResponse(500, OLLAMA_ERRORS.noVisionData, stream ? "application/json" : JSON_TYPE);
+}
+
+/** Text models ignore images (the runner only splits `[img-N]` tags for vision models). */
+function imagesFail(model: DoubleModel, images: number): boolean {
+  return images > 0 && !has(model, "vision") && model.visionDataMissing === true;
 }
 
 async function handleGenerate(state: State, ctx: Ctx, raw: string): Promise<Response> {
@@ -1032,7 +1107,7 @@ async function handleGenerate(state: State, ctx: Ctx, raw: string): Promise<Resp
       done_reason: "load",
     });
   }
-  if (Array.isArray(req.images) && req.images.length > 0 && !has(model, "vision")) {
+  if (imagesFail(model, Array.isArray(req.images) ? req.images.length : 0)) {
     return imagesError(stream);
   }
 
@@ -1046,6 +1121,8 @@ async function handleGenerate(state: State, ctx: Ctx, raw: string): Promise<Resp
     options: req.options,
     promptTokens,
   });
+  const script = takeScript(state);
+  if (script) applyScript(state, plan, { thinking: script.thinking, content: script.content });
   const context = req.raw === true ? undefined : [
     128006,
     882,
@@ -1126,11 +1203,38 @@ function toolCallFor(state: State, tools: unknown[], userText: string): Json[] {
     Object.entries(props).map(([k, v]) => [k, placeholder(v, place)]),
   );
   const name = typeof fn.name === "string" ? fn.name : "";
+  return [toolCallJson(state, 0, { name, arguments: args })];
+}
+
+/**
+ * One tool call as Ollama 0.13 writes it: `id` from `toolCallId()` (8 of
+ * [a-z0-9] after `call_`; deterministic here), then `function` with the
+ * call's `index` in the reply.
+ */
+function toolCallJson(state: State, index: number, call: ScriptedToolCall): Json {
   const seq = state.toolCalls++;
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   let id = "call_";
-  for (let i = 0; i < 8; i++) id += alphabet[fnv1a(`${seq}:${name}:${i}`) % alphabet.length];
-  return [{ id, function: { index: 0, name, arguments: args } }];
+  for (let i = 0; i < 8; i++) id += alphabet[fnv1a(`${seq}:${call.name}:${i}`) % alphabet.length];
+  return { id, function: { index, name: call.name, arguments: call.arguments } };
+}
+
+function takeScript(state: State): Script | undefined {
+  const head = state.scripts[0];
+  if (!head) return undefined;
+  if (--head.remaining <= 0) state.scripts.shift();
+  return head.script;
+}
+
+/** Replaces the echo plan with what `script` says. */
+function applyScript(state: State, plan: Plan, script: Script): void {
+  plan.thinking = tokenize(script.thinking ?? "");
+  plan.content = tokenize(script.content ?? "");
+  plan.doneReason = "stop";
+  if (script.toolCalls?.length) {
+    plan.toolCalls = script.toolCalls.map((call, index) => toolCallJson(state, index, call));
+    plan.toolTokens = tokenize(goJson(plan.toolCalls)).length;
+  }
 }
 
 async function handleChat(state: State, ctx: Ctx, raw: string): Promise<Response> {
@@ -1174,7 +1278,7 @@ async function handleChat(state: State, ctx: Ctx, raw: string): Promise<Response
       done_reason: "load",
     });
   }
-  if (messages.some((m) => m.images.length > 0) && !has(model, "vision")) {
+  if (imagesFail(model, messages.reduce((n, m) => n + m.images.length, 0))) {
     return imagesError(stream);
   }
 
@@ -1188,7 +1292,11 @@ async function handleChat(state: State, ctx: Ctx, raw: string): Promise<Response
     options: req.options,
     promptTokens,
   });
-  if (tools.length > 0 && /\bweather\b/i.test(userText)) {
+  const script = takeScript(state);
+  if (script) applyScript(state, plan, script);
+  // Without a script, a question about the weather calls the first tool once
+  // (a convenience for tests that need one tool call without scripting it).
+  else if (tools.length > 0 && /\bweather\b/i.test(userText)) {
     plan.content = [];
     plan.doneReason = "stop";
     plan.toolCalls = toolCallFor(state, tools, userText);
@@ -1258,7 +1366,10 @@ function handleEmbed(state: State, ctx: Ctx, raw: string): Response {
   markLoaded(state, model, req.keep_alive);
   const loadedAt = performance.now();
   if (inputs.length === 0) return jsonResponse(200, { model: name, embeddings: [] });
-  if (!has(model, "embedding")) return errorResponse(500, "this model does not support embeddings");
+  // EmbedHandler checks no capability: it schedules the model, then the
+  // runner refuses a model without pooling (501, runner/ollamarunner/runner.go)
+  // and the handler passes the text on with 500 (server/routes.go).
+  if (!has(model, "embedding")) return errorResponse(500, OLLAMA_ERRORS.noEmbeddings);
   const dims = typeof req.dimensions === "number" && req.dimensions > 0 &&
       req.dimensions < EMBEDDING_DIMENSIONS
     ? Math.floor(req.dimensions)
@@ -1592,6 +1703,7 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     streamWaiters: new Set(),
     requestWaiters: new Set(),
     toolCalls: 0,
+    scripts: [],
   };
   const listening = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve(
@@ -1627,6 +1739,9 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     },
     failNext(fault: Fault, times = 1) {
       if (times > 0) state.faults.push({ fault, remaining: times });
+    },
+    scriptNext(script: Script, times = 1) {
+      if (times > 0) state.scripts.push({ script, remaining: times });
     },
     waitForOpenStreams(n: number, signal?: AbortSignal) {
       if (state.openStreams === n) return Promise.resolve();

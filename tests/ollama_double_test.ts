@@ -6,7 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type OllamaDouble, startOllamaDouble, tokenize } from "./ollama_double.ts";
+import {
+  DEFAULT_MODELS,
+  OLLAMA_ERRORS,
+  type OllamaDouble,
+  startOllamaDouble,
+  tokenize,
+} from "./ollama_double.ts";
 
 const RFC3339_NANO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?(Z|[+-]\d\d:\d\d)$/;
 
@@ -51,7 +57,7 @@ Deno.test("double reports its version as Go's JSON", async () => {
   await withDouble(async (d) => {
     const res = await fetch(`${d.url}/api/version`);
     assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
-    assert.equal(await res.text(), '{"version":"0.12.6"}');
+    assert.equal(await res.text(), '{"version":"0.13.0"}');
   });
 });
 
@@ -78,7 +84,7 @@ Deno.test("double lists default models in /api/tags with Go field order", async 
       ]);
       assert.match(m.modified_at, RFC3339_NANO);
       assert.match(m.digest, /^[0-9a-f]{64}$/);
-      assert.ok(Number.isInteger(m.size) && m.size > 0);
+      assert.equal(m.size, DEFAULT_MODELS.find((d) => d.name === m.name)?.size);
       assert.deepEqual(Object.keys(m.details), [
         "parent_model",
         "format",
@@ -295,9 +301,13 @@ Deno.test("double streams thinking before the answer on thinking models", async 
       c.message as { content: string; thinking?: string }
     );
     const firstContent = messages.findIndex((m) => m.content !== "");
-    assert.ok(firstContent > 0, "thinking comes first");
-    assert.ok(messages.slice(0, firstContent).every((m) => m.thinking));
+    // Every thinking token comes before the first answer token.
+    assert.equal(
+      messages.slice(0, firstContent).map((m) => m.thinking).join(""),
+      "Okay, the user wants me to echo: hi",
+    );
     assert.equal(messages.slice(firstContent).map((m) => m.content).join(""), "Echo: hi");
+    assert.ok(messages.slice(firstContent).every((m) => m.thinking === undefined));
 
     const gen = await post(d, "/api/generate", { model: "qwen3", prompt: "hi", stream: false });
     const body = await gen.json();
@@ -361,9 +371,13 @@ Deno.test("double embeds single and batch input deterministically", async () => 
     assert.notDeepEqual(batch.embeddings[1], one.embeddings[0]);
     assert.equal(batch.prompt_eval_count, tokenize("hello").length * 2 + 4);
 
+    // No capability check in the handler: the runner refuses, the handler answers 500.
     const refused = await post(d, "/api/embed", { model: "llama3.2", input: "x" });
     assert.equal(refused.status, 500);
     assert.equal(await refused.text(), '{"error":"this model does not support embeddings"}');
+    // Empty input loads the model and answers before the runner is asked.
+    const empty = await post(d, "/api/embed", { model: "llama3.2", input: [] });
+    assert.equal(await empty.text(), '{"model":"llama3.2","embeddings":[]}');
   });
 });
 
@@ -512,10 +526,137 @@ Deno.test("double openStreams returns to 0 after a client cancels mid-stream", a
     });
     const reader = res.body!.getReader();
     const first = await reader.read();
-    assert.ok(first.value && first.value.length > 0);
+    assert.equal(JSON.parse(new TextDecoder().decode(first.value)).response, "Echo:");
     assert.equal(d.openStreams, 1);
     await reader.cancel();
     await d.waitForOpenStreams(0);
-    assert.equal(d.openStreams, 0);
+    assert.equal(d.streamsStarted, 1);
   }, { tokenDelayMs: 50 });
+});
+
+Deno.test("double refuses a keep_alive Go cannot parse with Ollama's 400 and Go's text", async () => {
+  await withDouble(async (d) => {
+    const cases: [unknown, number, string][] = [
+      ["5x", 400, '{"error":"time: unknown unit \\"x\\" in duration \\"5x\\""}'],
+      ["10", 400, '{"error":"time: missing unit in duration \\"10\\""}'],
+      ["soon", 400, '{"error":"time: invalid duration \\"soon\\""}'],
+      [true, 400, `{"error":"Unsupported type: 'bool'"}`],
+    ];
+    for (const [keepAlive, status, body] of cases) {
+      for (const path of ["/api/generate", "/api/embed"]) {
+        const res = await post(d, path, {
+          model: path === "/api/embed" ? "all-minilm" : "llama3.2",
+          prompt: "x",
+          input: "x",
+          keep_alive: keepAlive,
+          stream: false,
+        });
+        assert.equal(res.status, status, `${path} ${JSON.stringify(keepAlive)}`);
+        assert.equal(await res.text(), body, `${path} ${JSON.stringify(keepAlive)}`);
+      }
+    }
+    for (const keepAlive of ["1h30m", "0", "-1s", "500ms", 300, -1]) {
+      const res = await post(d, "/api/generate", {
+        model: "llama3.2",
+        prompt: "x",
+        keep_alive: keepAlive,
+        stream: false,
+      });
+      assert.equal(res.status, 200, JSON.stringify(keepAlive));
+      assert.equal((await res.json()).response, "Echo: x");
+    }
+  });
+});
+
+Deno.test("double streams several tool calls with text beside them when scripted", async () => {
+  await withDouble(async (d) => {
+    d.scriptNext({
+      content: "Checking both cities.",
+      toolCalls: [
+        { name: "get_weather", arguments: { city: "Paris", unit: "celsius" } },
+        { name: "get_time", arguments: { zone: "Europe/Oslo" } },
+      ],
+    });
+    const res = await post(d, "/api/chat", {
+      model: "llama3.2",
+      messages: [{ role: "user", content: "anything" }],
+      tools: [{ type: "function", function: { name: "get_weather" } }],
+    });
+    const chunks = await lines(res);
+    const messages = chunks.map((c) => c.message as Record<string, unknown>);
+    assert.deepEqual(messages.slice(0, 3).map((m) => m.content), ["Checking", " both", " cities."]);
+    const calls = messages[3].tool_calls as { id: string; function: unknown }[];
+    assert.equal(messages[3].content, "");
+    assert.deepEqual(calls.map((c) => c.function), [
+      { index: 0, name: "get_weather", arguments: { city: "Paris", unit: "celsius" } },
+      { index: 1, name: "get_time", arguments: { zone: "Europe/Oslo" } },
+    ]);
+    for (const call of calls) assert.match(call.id, /^call_[a-z0-9]{8}$/);
+    assert.notEqual(calls[0].id, calls[1].id);
+    assert.equal(chunks.length, 5);
+    assert.deepEqual(chunks[4].message, { role: "assistant", content: "" });
+    assert.equal(chunks[4].done_reason, "stop");
+
+    // The script is used up: the next reply is the echo again.
+    const echo = await lines(
+      await post(d, "/api/chat", {
+        model: "llama3.2",
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    );
+    assert.equal(
+      echo.slice(0, -1).map((c) => (c.message as { content: string }).content).join(""),
+      "Echo: hi",
+    );
+  });
+});
+
+Deno.test("double ignores images on text models and fails them where vision data is missing", async () => {
+  const models = [
+    ...DEFAULT_MODELS,
+    {
+      name: "gemma3-text:latest",
+      family: "gemma3",
+      parameterSize: "1B",
+      quantization: "Q4_K_M",
+      capabilities: ["completion"],
+      visionDataMissing: true,
+    },
+  ];
+  const d = await startOllamaDouble({ models });
+  try {
+    const ignored = await post(d, "/api/generate", {
+      model: "llama3.2",
+      prompt: "look",
+      images: ["aGk="],
+      stream: false,
+    });
+    assert.equal(ignored.status, 200);
+    assert.equal((await ignored.json()).response, "Echo: look");
+    const streamed = await post(d, "/api/chat", {
+      model: "gemma3-text",
+      messages: [{ role: "user", content: "look", images: ["aGk="] }],
+    });
+    assert.equal(streamed.status, 500);
+    assert.equal(streamed.headers.get("content-type"), "application/json");
+    assert.equal(await streamed.text(), JSON.stringify({ error: OLLAMA_ERRORS.noVisionData }));
+  } finally {
+    await d.close();
+  }
+});
+
+Deno.test("double injects Ollama's 503 busy and 429 rate-limit replies verbatim", async () => {
+  await withDouble(async (d) => {
+    d.failNext({ kind: "status", status: 503, error: OLLAMA_ERRORS.busy });
+    d.failNext({ kind: "status", status: 429, error: OLLAMA_ERRORS.rateLimited });
+    const busy = await post(d, "/api/chat", { model: "llama3.2", messages: [] });
+    assert.equal(busy.status, 503);
+    assert.equal(
+      await busy.text(),
+      '{"error":"server busy, please try again.  maximum pending requests exceeded"}',
+    );
+    const limited = await post(d, "/api/chat", { model: "llama3.2", messages: [] });
+    assert.equal(limited.status, 429);
+    assert.equal(await limited.text(), '{"error":"rate limit exceeded"}');
+  });
 });

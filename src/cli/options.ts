@@ -1,6 +1,6 @@
 /**
- * Flags shared by `rune serve` and `rune ai`: where Ollama is and how long
- * to wait for it. Parsing uses `node:util` `parseArgs`; its errors become
+ * Flags shared by `rune serve` and `rune ai`: where Ollama is, how long
+ * to wait for it, and how much of its replies to read. Parsing uses `node:util` `parseArgs`; its errors become
  * usage errors (exit 2).
  *
  * @module
@@ -8,7 +8,8 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
-import { createOllamaProvider, DEFAULT_OLLAMA_TIMEOUTS } from "../providers/ollama.ts";
+import { DEFAULT_BYTE_LIMITS, formatBytes } from "../providers/budget.ts";
+import { createOllamaProvider, DEFAULT_OLLAMA_TIMEOUTS } from "../providers/ollama/mod.ts";
 import { parseOllamaHost } from "../providers/ollama_host.ts";
 import type { Provider } from "../providers/types.ts";
 
@@ -19,6 +20,8 @@ export const providerFlags = {
   "first-token-timeout": { type: "string" },
   "idle-timeout": { type: "string" },
   "total-timeout": { type: "string" },
+  "max-reply-bytes": { type: "string" },
+  "max-stream-bytes": { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 /** Help text for {@linkcode providerFlags}. */
@@ -33,8 +36,14 @@ export const PROVIDER_FLAGS_HELP = `Provider options:
   --idle-timeout SECS         longest silence between two tokens (default ${
   DEFAULT_OLLAMA_TIMEOUTS.idleMs / 1000
 })
-  --total-timeout SECS        longest whole call (default ${
-  DEFAULT_OLLAMA_TIMEOUTS.totalMs / 1000
+  --total-timeout SECS        longest whole call (default ${DEFAULT_OLLAMA_TIMEOUTS.totalMs / 1000})
+  --max-reply-bytes N         largest JSON reply read from a provider: model lists, embeddings
+                              (default ${DEFAULT_BYTE_LIMITS.maxReplyBytes}, ${
+  formatBytes(DEFAULT_BYTE_LIMITS.maxReplyBytes)
+})
+  --max-stream-bytes N        largest text + thinking + tool calls of one streamed reply
+                              (default ${DEFAULT_BYTE_LIMITS.maxStreamBytes}, ${
+  formatBytes(DEFAULT_BYTE_LIMITS.maxStreamBytes)
 })`;
 
 /** Parses `args` with `options`, turning parse failures into {@linkcode UsageError}s. */
@@ -70,6 +79,18 @@ export function secondsFlag(value: unknown, flag: string): number | undefined {
   return Math.round(seconds * 1000);
 }
 
+/** Reads a positive whole number of bytes from a flag. */
+export function bytesFlag(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const bytes = Number(value);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new UsageError(
+      `--${flag} needs a positive whole number of bytes, got ${JSON.stringify(value)}`,
+    );
+  }
+  return bytes;
+}
+
 /** Builds the providers from parsed flags and the environment. */
 export function providersFromFlags(values: Record<string, unknown>): Provider[] {
   const host = (values["ollama-host"] as string | undefined) ?? Deno.env.get("OLLAMA_HOST");
@@ -82,10 +103,18 @@ export function providersFromFlags(values: Record<string, unknown>): Provider[] 
   for (const key of Object.keys(timeouts) as (keyof typeof timeouts)[]) {
     if (timeouts[key] === undefined) delete timeouts[key];
   }
+  const limits = {
+    maxReplyBytes: bytesFlag(values["max-reply-bytes"], "max-reply-bytes"),
+    maxStreamBytes: bytesFlag(values["max-stream-bytes"], "max-stream-bytes"),
+  };
+  for (const key of Object.keys(limits) as (keyof typeof limits)[]) {
+    if (limits[key] === undefined) delete limits[key];
+  }
   return [
     createOllamaProvider({
       baseUrl: parseOllamaHost(host),
       timeouts: timeouts as Record<string, number>,
+      limits: limits as Record<string, number>,
     }),
   ];
 }

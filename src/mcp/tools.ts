@@ -10,6 +10,7 @@
  */
 
 import { z } from "zod";
+import { GO_DURATION_PATTERN, goDurationError } from "../providers/ollama/mod.ts";
 import type {
   ChatRequest,
   EmbedResult,
@@ -38,8 +39,15 @@ const formatSchema = z.union([z.literal("json"), z.record(z.string(), z.unknown(
   '"json" for any JSON output, or a JSON Schema object the output must match.',
 );
 
-const keepAliveSchema = z.union([z.string().min(1), z.number()]).describe(
-  'How long the model stays loaded after the call, e.g. "10m", or seconds (0 unloads it).',
+const keepAliveSchema = z.union([
+  // Ollama answers 400 for strings Go's time.ParseDuration rejects: refuse them here, in Go's words.
+  z.string().refine((value) => goDurationError(value) === undefined, {
+    error: (issue) =>
+      `${goDurationError(String(issue.input))}: use a duration such as "10m", "1h30m" or "0"`,
+  }).meta({ pattern: GO_DURATION_PATTERN }),
+  z.number(),
+]).describe(
+  'How long the model stays loaded after the call: a duration such as "10m" or "1h30m", or seconds (0 unloads it, negative keeps it loaded).',
 );
 
 const modelSchema = z.string().min(1).describe('Model name, e.g. "llama3.2" or "qwen3:8b".');

@@ -12,8 +12,56 @@ import { RuneError } from "../errors.ts";
 /** Base class of every error a provider raises for a failed upstream call. */
 export class ProviderError extends RuneError {}
 
-/** The backend cannot be reached at all (refused, DNS, reset before a reply). */
-export class ProviderUnreachableError extends ProviderError {}
+/** Why a backend could not be reached; see {@linkcode ProviderUnreachableError}. */
+export type UnreachableReason =
+  | "refused"
+  | "dns"
+  | "tls"
+  | "reset"
+  | "redirect-loop"
+  | "other";
+
+/** The backend cannot be reached at all (refused, DNS, TLS, reset before a reply, redirect loop). */
+export class ProviderUnreachableError extends ProviderError {
+  /** Create the error; `reason` says which network step failed. */
+  constructor(
+    readonly reason: UnreachableReason,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * Deno refused the connection: the process lacks the `--allow-net`
+ * permission for the host. Never a sign that the backend is down.
+ */
+export class ProviderPermissionError extends ProviderError {
+  /** Create the error; `host` is the `host:port` Deno refused. */
+  constructor(readonly host: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Which byte budget of a call was exceeded; see {@linkcode UpstreamTooLargeError}. */
+export type ByteLimitName = "reply" | "stream";
+
+/**
+ * The backend sent more than a byte budget allows; the upstream body was
+ * cancelled at once, so memory stays bounded.
+ */
+export class UpstreamTooLargeError extends ProviderError {
+  /** Create the error for `limit` exceeded past `maxBytes`. */
+  constructor(
+    readonly limit: ByteLimitName,
+    readonly maxBytes: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
 
 /** The requested model is not available on the backend. */
 export class ModelNotFoundError extends ProviderError {

@@ -1,14 +1,17 @@
 /**
- * Incremental NDJSON parsing over web streams with a bounded line length.
+ * Incremental NDJSON parsing with a bounded line length.
  *
- * Bytes are decoded as they arrive, split into lines, and each non-empty
- * line is parsed as JSON. A line longer than the bound fails the stream
- * instead of growing a buffer without limit.
+ * Text is split into lines as it arrives and each non-empty line is parsed
+ * as JSON. A line longer than the bound fails the stream instead of growing
+ * a buffer without limit. {@linkcode ndjsonParser} plugs into the shared
+ * stream reader (`stream.ts`); {@linkcode splitLines} also serves the stdio
+ * transport and the CLI.
  *
  * @module
  */
 
 import { InvalidResponseError } from "./errors.ts";
+import { readStream, type ReadStreamOptions, type StreamParser } from "./stream.ts";
 
 /** Default bound on one NDJSON line: 16 MiB of text (large embeddings fit). */
 export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024 * 1024;
@@ -25,16 +28,7 @@ export interface LineOptions {
 }
 
 /** Options of {@linkcode parseNdjson}. */
-export interface NdjsonOptions extends LineOptions {
-  /**
-   * Cancels the body when it aborts: a pending or later read then throws
-   * the signal's reason. `fetch`'s own signal is not enough once the
-   * response has arrived: Deno can lose the link between the signal and a
-   * streaming body (seen after garbage collection), and the body then keeps
-   * flowing.
-   */
-  signal?: AbortSignal;
-}
+export interface NdjsonOptions extends LineOptions, ReadStreamOptions {}
 
 /** Thrown when a line exceeds the configured bound. */
 export class LineTooLongError extends InvalidResponseError {}
@@ -128,83 +122,39 @@ function tooLong(max: number): LineTooLongError {
 }
 
 /**
- * Parses an NDJSON byte stream into JSON values as lines arrive.
+ * The NDJSON {@linkcode StreamParser}: splits text into lines and parses
+ * each non-empty line as JSON. A line that is not JSON raises
+ * {@linkcode InvalidResponseError}; a line over the bound raises
+ * {@linkcode LineTooLongError} (or is skipped, with `onTooLong`).
+ */
+export function ndjsonParser(options: LineOptions = {}): StreamParser<unknown> {
+  const splitter = new LineSplitter(options);
+  const parse = (lines: string[]): unknown[] => {
+    const values: unknown[] = [];
+    for (const line of lines) if (line.trim() !== "") values.push(parseLine(line));
+    return values;
+  };
+  return {
+    push: (text) => parse(splitter.push(text)),
+    end: () => {
+      const last = splitter.end();
+      return last === undefined ? [] : parse([last]);
+    },
+  };
+}
+
+/**
+ * Parses an NDJSON byte stream into JSON values as lines arrive
+ * ({@linkcode readStream} with {@linkcode ndjsonParser}).
  *
  * The returned iterator cancels `body` when the consumer stops early (a
  * `break`, a thrown error or an abort), so the upstream connection closes.
- * A line that is not JSON raises {@linkcode InvalidResponseError}.
  */
-export async function* parseNdjson(
+export function parseNdjson(
   body: ReadableStream<Uint8Array>,
   options: NdjsonOptions = {},
 ): AsyncGenerator<unknown, void, undefined> {
-  // One reader, decoder and splitter, no piped streams: a call's reply is
-  // usually one or two chunks, and each stream stage cost more CPU than
-  // the parsing itself.
-  const byob = byobReader(body);
-  const plain = byob ? undefined : body.getReader();
-  const reader = byob ?? plain!;
-  // Read into a pooled buffer: a fetch body otherwise allocates 64 KiB per read.
-  let buffer = byob ? takeBuffer() : new Uint8Array(0);
-  const decoder = new TextDecoder();
-  const splitter = new LineSplitter(options);
-  const signal = options.signal;
-  // Cancelling resolves a pending read as done; the loop then throws the reason.
-  const onAbort = () => void reader.cancel(signal?.reason).catch(() => {});
-  signal?.addEventListener("abort", onAbort, { once: true });
-  let finished = false;
-  try {
-    while (!finished) {
-      if (signal?.aborted) throw signal.reason;
-      const { value, done } = byob ? await byob.read(buffer) : await plain!.read();
-      if (byob && value) buffer = new Uint8Array(value.buffer as ArrayBuffer);
-      let lines: string[];
-      if (done) {
-        finished = true;
-        lines = splitter.push(decoder.decode());
-        const last = splitter.end();
-        if (last !== undefined) lines.push(last);
-      } else {
-        lines = splitter.push(decoder.decode(value, { stream: true }));
-      }
-      for (const line of lines) {
-        // Lines already decoded must not outlive an abort.
-        if (signal?.aborted) throw signal.reason;
-        if (line.trim() !== "") yield parseLine(line);
-      }
-    }
-    if (signal?.aborted) throw signal.reason;
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    // Cancelling the body closes the HTTP connection, so the server stops generating.
-    if (!finished) await reader.cancel().catch(() => {});
-    // A buffer still in a read was handed to the stream (detached): only a free one goes back.
-    if (byob) giveBuffer(buffer);
-  }
-}
-
-/** Bytes asked for per read of a byte stream. */
-const READ_BUFFER_SIZE = 16 * 1024;
-/** Free read buffers kept for the next calls; at most this many. */
-const POOL_SIZE = 16;
-const pool: Uint8Array<ArrayBuffer>[] = [];
-
-function takeBuffer(): Uint8Array<ArrayBuffer> {
-  return pool.pop() ?? new Uint8Array(READ_BUFFER_SIZE);
-}
-
-function giveBuffer(buffer: Uint8Array<ArrayBuffer>): void {
-  if (buffer.byteLength === READ_BUFFER_SIZE && pool.length < POOL_SIZE) pool.push(buffer);
-}
-
-/** A BYOB reader when `body` is a byte stream (as fetch bodies are). */
-function byobReader(body: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
-  try {
-    return body.getReader({ mode: "byob" });
-  } catch {
-    // Not a byte stream: read it with the default reader.
-    return undefined;
-  }
+  return readStream(body, ndjsonParser(options), options);
 }
 
 function parseLine(line: string): unknown {

@@ -15,9 +15,14 @@ import {
   ProviderUnreachableError,
   UpstreamError,
 } from "../../src/providers/errors.ts";
-import { createOllamaProvider, type OllamaTimeouts } from "../../src/providers/ollama.ts";
+import { createOllamaProvider, type OllamaTimeouts } from "../../src/providers/ollama/mod.ts";
 import { type Chunk, collect } from "../../src/providers/types.ts";
-import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
+import {
+  embedText,
+  OLLAMA_ERRORS,
+  type OllamaDouble,
+  startOllamaDouble,
+} from "../ollama_double.ts";
 
 async function withDouble(
   fn: (double: OllamaDouble) => Promise<void>,
@@ -43,7 +48,7 @@ Deno.test("listModels() returns the installed models with details", async () => 
     assert.equal(llama.family, "llama");
     assert.equal(llama.parameterSize, "3.2B");
     assert.equal(llama.quantization, "Q4_K_M");
-    assert.ok(typeof llama.size === "number" && llama.size > 0);
+    assert.equal(llama.size, 2019393189);
     assert.deepEqual(models.map((m) => m.name).sort(), [
       "all-minilm:latest",
       "llama3.2:latest",
@@ -82,15 +87,16 @@ Deno.test("generate() streams tokens in order and ends with the final result", a
       provider(double).generate({ model: "llama3.2", prompt: "hello brave new world" }),
     );
     const texts = chunks.filter((c) => c.type === "text").map((c) => c.text);
-    assert.ok(texts.length >= 4, `several text chunks, got ${texts.length}`);
-    assert.equal(texts.join(""), "Echo: hello brave new world");
+    assert.deepEqual(texts, ["Echo:", " hello", " brave", " new", " world"]);
     const last = chunks.at(-1);
     assert.equal(last?.type, "done");
     if (last?.type !== "done") return;
     assert.equal(last.result.text, "Echo: hello brave new world");
     assert.equal(last.result.doneReason, "stop");
-    assert.equal(last.result.usage.completionTokens, texts.length);
-    assert.ok((last.result.usage.totalMs ?? 0) > 0);
+    assert.equal(last.result.usage.completionTokens, 5);
+    // The double counts the prompt's words plus 10 template tokens.
+    assert.equal(last.result.usage.promptTokens, 14);
+    assert.ok((last.result.usage.totalMs ?? 0) > 0, "a duration is reported");
     const sent = double.requests.find((r) => r.path === "/api/generate")?.body as Record<
       string,
       unknown
@@ -124,7 +130,9 @@ Deno.test("generate() sends system, format, options, think and keep_alive in Oll
       keep_alive: "1m",
       stream: true,
     });
-    assert.ok(result.thinking && result.thinking.length > 0, "thinking text collected");
+    // num_predict 12 cuts the whole generation: 8 thinking tokens, then 4 answer tokens.
+    assert.equal(result.thinking, "Okay, the user wants me to echo: q");
+    assert.equal(result.text, '{"answer":"Echo: q"}{"answer":"Echo: q"}');
     assert.equal(result.doneReason, "length");
   });
 });
@@ -142,9 +150,45 @@ Deno.test("chat() returns tool calls the model made", async () => {
         }],
       }),
     );
-    assert.equal(result.toolCalls.length, 1);
-    assert.equal(result.toolCalls[0].name, "get_weather");
-    assert.equal(typeof result.toolCalls[0].arguments, "object");
+    assert.deepEqual(result.toolCalls, [{ name: "get_weather", arguments: { city: "Paris" } }]);
+    assert.equal(result.text, "");
+  });
+});
+
+Deno.test("chat() returns several tool calls and the text the model said beside them", async () => {
+  await withDouble(async (double) => {
+    double.scriptNext({
+      content: "Let me look both up.",
+      toolCalls: [
+        { name: "get_weather", arguments: { city: "Oslo", days: 3, detail: { wind: true } } },
+        { name: "get_time", arguments: { zone: "Europe/Oslo" } },
+      ],
+    });
+    const chunks = await Array.fromAsync(
+      provider(double).chat({
+        model: "llama3.2",
+        messages: [{ role: "user", content: "weather and time in Oslo" }],
+        tools: [{ name: "get_weather" }, { name: "get_time" }],
+      }),
+    );
+    const expected = [
+      { name: "get_weather", arguments: { city: "Oslo", days: 3, detail: { wind: true } } },
+      { name: "get_time", arguments: { zone: "Europe/Oslo" } },
+    ];
+    assert.deepEqual(chunks.slice(0, -1), [
+      { type: "text", text: "Let" },
+      { type: "text", text: " me" },
+      { type: "text", text: " look" },
+      { type: "text", text: " both" },
+      { type: "text", text: " up." },
+      { type: "tool_calls", toolCalls: expected },
+    ]);
+    const last = chunks.at(-1);
+    assert.equal(last?.type, "done");
+    if (last?.type !== "done") return;
+    assert.deepEqual(last.result.toolCalls, expected);
+    assert.equal(last.result.text, "Let me look both up.");
+    assert.equal(last.result.doneReason, "stop");
   });
 });
 
@@ -170,7 +214,8 @@ Deno.test("embed() embeds one text and a batch", async () => {
     const ollama = provider(double);
     const one = await ollama.embed({ model: "all-minilm", input: "hello" });
     assert.equal(one.embeddings.length, 1);
-    assert.equal(one.embeddings[0].length, 384);
+    // Written as shortest float32 decimals: read back as float32, they are the double's vector.
+    assert.deepEqual(one.embeddings[0].map(Math.fround), Array.from(embedText("hello")));
     const batch = await ollama.embed({ model: "all-minilm", input: ["a", "b", "hello"] });
     assert.equal(batch.embeddings.length, 3);
     assert.deepEqual(batch.embeddings[2], one.embeddings[0]);
@@ -208,10 +253,15 @@ Deno.test("an unknown model names it and suggests ollama pull", async () => {
 Deno.test("missing capabilities become CapabilityError for embeddings, images, tools, thinking", async () => {
   await withDouble(async (double) => {
     const ollama = provider(double);
+    // Ollama's /api/embed does not check; Rune asks /api/show first and never sends the request.
     await assert.rejects(
       ollama.embed({ model: "llama3.2", input: "x" }),
-      (e: Error) => e instanceof CapabilityError && e.capability === "embeddings",
+      (e: Error) =>
+        e instanceof CapabilityError && e.capability === "embeddings" &&
+        e.message ===
+          'Model "llama3.2" does not support embeddings: pick an embedding model such as "nomic-embed-text" or "all-minilm".',
     );
+    assert.deepEqual(double.requests.filter((r) => r.path === "/api/embed"), []);
     await assert.rejects(
       collect(ollama.generate({ model: "llama3.2", prompt: "x", images: ["aGk="] })),
       (e: Error) => e instanceof CapabilityError && e.capability === "vision",
@@ -254,7 +304,7 @@ Deno.test("an error line inside the stream ends the call with that error", async
       })(),
       (e: Error) => e instanceof UpstreamError && /out of memory/.test(e.message),
     );
-    assert.equal(seen.length, 2);
+    assert.deepEqual(seen, ["Echo:", " a"]);
   });
 });
 
@@ -381,7 +431,7 @@ Deno.test("listModels() marks the models /api/ps reports as loaded", async () =>
     await collect(ollama.generate({ model: "llama3.2", prompt: "warm up" }));
     const models = await ollama.listModels();
     const llama = models.find((m) => m.name === "llama3.2:latest");
-    assert.ok(llama?.loaded, "llama3.2 is loaded after use");
+    assert.equal(llama?.loaded?.sizeVram, 2019393189);
     assert.match(llama.loaded.expiresAt ?? "", /^\d{4}-\d\d-\d\dT/);
     assert.equal(models.find((m) => m.name === "llava:latest")?.loaded, undefined);
   });
@@ -454,5 +504,51 @@ Deno.test("failed model lookups are not cached", async () => {
     await assert.rejects(ollama.showModel("nosuch"), ModelNotFoundError);
     await assert.rejects(ollama.showModel("nosuch"), ModelNotFoundError);
     assert.equal(double.requests.filter((r) => r.path === "/api/show").length, 2);
+  });
+});
+
+Deno.test("Ollama's 503 busy reply says the server is busy and how to raise its queue", async () => {
+  await withDouble(async (double) => {
+    double.failNext({ kind: "status", status: 503, error: OLLAMA_ERRORS.busy });
+    await assert.rejects(
+      collect(provider(double).generate({ model: "llama3.2", prompt: "x" })),
+      (e: Error) =>
+        e instanceof UpstreamError && e.status === 503 &&
+        e.message ===
+          `Ollama at ${double.host} is busy (HTTP 503: server busy, please try again.  maximum pending requests exceeded): too many requests are waiting; retry in a moment, or raise OLLAMA_MAX_QUEUE or OLLAMA_NUM_PARALLEL on the Ollama server.`,
+    );
+    assert.equal(
+      (await collect(provider(double).generate({ model: "llama3.2", prompt: "x" }))).text,
+      "Echo: x",
+    );
+  });
+});
+
+Deno.test("Ollama's 429 reply says requests are rate limited", async () => {
+  await withDouble(async (double) => {
+    double.failNext({ kind: "status", status: 429, error: OLLAMA_ERRORS.rateLimited });
+    await assert.rejects(
+      collect(
+        provider(double).chat({ model: "llama3.2", messages: [{ role: "user", content: "x" }] }),
+      ),
+      (e: Error) =>
+        e instanceof UpstreamError && e.status === 429 &&
+        e.message ===
+          `Ollama at ${double.host} is rate limiting requests (HTTP 429: rate limit exceeded): wait a moment and retry; cloud models have usage limits.`,
+    );
+  });
+});
+
+Deno.test("a keep_alive Ollama cannot parse comes back as its 400 with Go's text", async () => {
+  await withDouble(async (double) => {
+    await assert.rejects(
+      collect(
+        provider(double).generate({ model: "llama3.2", prompt: "x", keepAlive: "5 minutes" }),
+      ),
+      (e: Error) =>
+        e instanceof UpstreamError && e.status === 400 &&
+        e.message ===
+          `Ollama at ${double.host} reported an error with HTTP 400: time: unknown unit " minutes" in duration "5 minutes"`,
+    );
   });
 });

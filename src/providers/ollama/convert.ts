@@ -1,0 +1,174 @@
+/**
+ * Mapping between the provider-neutral types and Ollama's wire format:
+ * request bodies out, validated replies in.
+ *
+ * @module
+ */
+
+import type {
+  Capabilities,
+  ChatRequest,
+  EmbedRequest,
+  GenerateRequest,
+  Message,
+  ModelDetails,
+  ModelInfo,
+  ModelOptions,
+  Usage,
+} from "../types.ts";
+import type { OllamaRunningModel, OllamaShow, OllamaStats, OllamaTagModel } from "./wire.ts";
+
+/** Ollama normalises `name` to `name:latest`; caches key on that. */
+export function normalizeModelName(model: string): string {
+  return model.includes(":") ? model : `${model}:latest`;
+}
+
+/** The body of a streamed `/api/generate` request. */
+export function generateBody(request: GenerateRequest): Record<string, unknown> {
+  return {
+    model: request.model,
+    prompt: request.prompt,
+    ...(request.system !== undefined && { system: request.system }),
+    ...(request.images?.length && { images: request.images }),
+    ...commonFields(request),
+    stream: true,
+  };
+}
+
+/** The body of a streamed `/api/chat` request. */
+export function chatBody(request: ChatRequest): Record<string, unknown> {
+  return {
+    model: request.model,
+    messages: request.messages.map(toOllamaMessage),
+    ...(request.tools?.length && {
+      tools: request.tools.map((tool) => ({
+        type: "function",
+        function: {
+          name: tool.name,
+          description: tool.description ?? "",
+          parameters: tool.parameters ?? { type: "object", properties: {} },
+        },
+      })),
+    }),
+    ...commonFields(request),
+    stream: true,
+  };
+}
+
+/** The body of an `/api/embed` request. */
+export function embedBody(request: EmbedRequest): Record<string, unknown> {
+  return {
+    model: request.model,
+    input: request.input,
+    ...(request.truncate !== undefined && { truncate: request.truncate }),
+    ...(request.keepAlive !== undefined && { keep_alive: request.keepAlive }),
+  };
+}
+
+function commonFields(request: GenerateRequest | ChatRequest): Record<string, unknown> {
+  const options = toOllamaOptions(request.options);
+  return {
+    ...(request.format !== undefined && { format: request.format }),
+    ...(options && { options }),
+    ...(request.think !== undefined && { think: request.think }),
+    ...(request.keepAlive !== undefined && { keep_alive: request.keepAlive }),
+  };
+}
+
+function toOllamaOptions(options: ModelOptions | undefined): Record<string, unknown> | undefined {
+  if (!options) return undefined;
+  const mapped: Record<string, unknown> = {};
+  if (options.temperature !== undefined) mapped.temperature = options.temperature;
+  if (options.topP !== undefined) mapped.top_p = options.topP;
+  if (options.topK !== undefined) mapped.top_k = options.topK;
+  if (options.seed !== undefined) mapped.seed = options.seed;
+  if (options.maxTokens !== undefined) mapped.num_predict = options.maxTokens;
+  if (options.stop !== undefined) mapped.stop = options.stop;
+  if (options.contextLength !== undefined) mapped.num_ctx = options.contextLength;
+  return Object.keys(mapped).length ? mapped : undefined;
+}
+
+function toOllamaMessage(message: Message): Record<string, unknown> {
+  return {
+    role: message.role,
+    content: message.content,
+    ...(message.thinking !== undefined && { thinking: message.thinking }),
+    ...(message.images?.length && { images: message.images }),
+    ...(message.toolCalls?.length && {
+      tool_calls: message.toolCalls.map((call) => ({
+        function: { name: call.name, arguments: call.arguments },
+      })),
+    }),
+    ...(message.toolName !== undefined && { tool_name: message.toolName }),
+  };
+}
+
+/** A model of `/api/tags`, with its `/api/ps` entry when it is loaded. */
+export function toModelInfo(model: OllamaTagModel, running?: OllamaRunningModel): ModelInfo {
+  return {
+    ...(running && {
+      loaded: {
+        ...(running.expires_at && { expiresAt: running.expires_at }),
+        ...(running.size_vram !== undefined && { sizeVram: running.size_vram }),
+      },
+    }),
+    name: model.name,
+    ...(model.size !== undefined && { size: model.size }),
+    ...(model.details?.family && { family: model.details.family }),
+    ...(model.details?.parameter_size && { parameterSize: model.details.parameter_size }),
+    ...(model.details?.quantization_level &&
+      { quantization: model.details.quantization_level }),
+    ...(model.modified_at && { modifiedAt: model.modified_at }),
+  };
+}
+
+/** Maps Ollama's capability names onto the provider-neutral flags. */
+export function toCapabilities(names: readonly string[]): Capabilities {
+  const has = (name: string) => names.includes(name);
+  return {
+    completion: has("completion"),
+    streaming: has("completion"),
+    vision: has("vision"),
+    tools: has("tools"),
+    embeddings: has("embedding"),
+    thinking: has("thinking"),
+  };
+}
+
+/** `/api/show`'s reply as {@linkcode ModelDetails}. */
+export function toModelDetails(name: string, show: OllamaShow): ModelDetails {
+  const info = show.model_info ?? {};
+  const contextKey = Object.keys(info).find((key) => key.endsWith(".context_length"));
+  const contextLength = contextKey ? Number(info[contextKey]) : undefined;
+  return {
+    name,
+    ...(show.details?.family && { family: show.details.family }),
+    ...(show.details?.parameter_size && { parameterSize: show.details.parameter_size }),
+    ...(show.details?.quantization_level && { quantization: show.details.quantization_level }),
+    ...(show.modified_at && { modifiedAt: show.modified_at }),
+    capabilities: toCapabilities(show.capabilities ?? ["completion"]),
+    capabilitiesKnown: Array.isArray(show.capabilities),
+    ...(contextLength !== undefined && Number.isFinite(contextLength) && { contextLength }),
+    extra: {
+      ...(show.parameters !== undefined && { parameters: show.parameters }),
+      ...(show.template !== undefined && { template: show.template }),
+      ...(show.license !== undefined && { license: show.license }),
+    },
+  };
+}
+
+const NS_PER_MS = 1_000_000;
+
+/** Ollama's counts and nanosecond durations as {@linkcode Usage}. */
+export function toUsage(line: OllamaStats): Usage {
+  const usage: Usage = {};
+  if (line.prompt_eval_count !== undefined) usage.promptTokens = line.prompt_eval_count;
+  if (line.eval_count !== undefined) usage.completionTokens = line.eval_count;
+  if (line.total_duration !== undefined) usage.totalMs = line.total_duration / NS_PER_MS;
+  if (line.load_duration !== undefined) usage.loadMs = line.load_duration / NS_PER_MS;
+  if (line.prompt_eval_duration !== undefined) {
+    usage.promptMs = line.prompt_eval_duration / NS_PER_MS;
+  }
+  if (line.eval_duration !== undefined) usage.generationMs = line.eval_duration / NS_PER_MS;
+  return usage;
+}
