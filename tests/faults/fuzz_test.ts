@@ -41,7 +41,7 @@ const INVALID_PARAMS = -32602;
 
 /** What the daemon must do with one fuzzed message. */
 type Expect =
-  | { kind: "reply"; id: string | number | null; code?: number }
+  | { kind: "reply"; id: string | number | null; code?: number; toolError?: boolean }
   | { kind: "drop" }
   | { kind: "too-big" };
 
@@ -150,10 +150,24 @@ function caseGenerator(random: () => number) {
         { model: "llama3.2", prompt: "hi", surprise: true },
       ]);
       const name = pick(["ai_ollama_generate", "ai_ollama_generate", "ai_nobody_generate"]);
-      const message = name === "ai_ollama_generate"
-        ? { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } }
-        : { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: {} } };
-      return { text: JSON.stringify(message), expect: reply(id, INVALID_PARAMS) };
+      if (name !== "ai_ollama_generate") {
+        // An unknown tool is a protocol error.
+        const message = {
+          jsonrpc: "2.0",
+          id,
+          method: "tools/call",
+          params: { name, arguments: {} },
+        };
+        return { text: JSON.stringify(message), expect: reply(id, INVALID_PARAMS) };
+      }
+      // Invalid arguments are a tool execution error the calling model can correct (SEP-1303).
+      const message = {
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: { name, arguments: args },
+      };
+      return { text: JSON.stringify(message), expect: { kind: "reply", id, toolError: true } };
     },
     "type-confused tools/call params": () => {
       const id = newId();
@@ -237,6 +251,12 @@ async function runRound(wire: Wire, cases: Case[], barrierId: string, seed: numb
     );
     byId.delete(message.id as string | number);
     const code = (c.expect as { code?: number }).code;
+    if ((c.expect as { toolError?: boolean }).toolError) {
+      const result = message.result as { isError?: boolean; content: unknown };
+      assert.equal(result?.isError, true, `${describe(c)} got ${JSON.stringify(message)}`);
+      assert.match(resultText(result), /Invalid arguments for tool ai_ollama_generate: /);
+      continue;
+    }
     if (code === undefined) assert.deepEqual(message.result, {}, describe(c));
     else assert.equal(message.error?.code, code, `${describe(c)} got ${JSON.stringify(message)}`);
     assert.equal(typeof message.error?.message === "string" || code === undefined, true);

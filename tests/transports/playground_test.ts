@@ -309,12 +309,13 @@ Deno.test({
         assert.match(await text(page, "#error"), /llama runner process died/);
       });
 
-      await t.step("playground shows a JSON-RPC error plainly", async () => {
+      await t.step("playground shows an invalid-argument tool error plainly", async () => {
         await generate(page, { prompt: "hi", maxTokens: "1.5" });
         await runState(page, "failed");
+        // SEP-1303: invalid arguments are a tool error naming the argument, not -32602.
         assert.match(
           await text(page, "#error"),
-          /^JSON-RPC error -32602: Invalid arguments for tool ai_ollama_generate: .*num_predict/s,
+          /^Input validation error: Invalid arguments for tool ai_ollama_generate: .*num_predict/s,
         );
         // A new generation clears the error.
         await generate(page, { prompt: "fine again" });
