@@ -92,6 +92,7 @@ export function attachWebSocket(
   let unsettled = 0;
   const waiting = new Set<() => void>();
   // Set once the transport exists (below); a close before that has nothing to end.
+  // deno-lint-ignore prefer-const -- assigned after the functions that read it are defined
   let connection: Connection | undefined;
   let poll: ReturnType<typeof setInterval> | undefined;
 
