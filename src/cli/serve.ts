@@ -55,6 +55,10 @@ Limits and timeouts:
   --init-timeout SECS       close a session that sends no initialize (default 30)
   --ws-idle-timeout SECS    close a WebSocket that stops answering pings (default 60)
   --http-idle-timeout SECS  close an HTTP session unused for SECS (default 600)
+  --body-timeout SECS       a request body must arrive within SECS, else 408 (default 30)
+  --min-body-rate N         and at N bytes/s or faster after 5 s (default 1024)
+  --max-receiving N         requests still sending their body at once; more get 503
+                            (default 256)
   --shutdown-grace SECS     on SIGINT/SIGTERM, let calls finish for SECS (default 10)
   --log-level LEVEL         debug, info, warning, error or silent (default info)
 ${PROVIDER_FLAGS_HELP}`;
@@ -75,6 +79,9 @@ const serveFlags = {
   "init-timeout": { type: "string" },
   "ws-idle-timeout": { type: "string" },
   "http-idle-timeout": { type: "string" },
+  "body-timeout": { type: "string" },
+  "min-body-rate": { type: "string" },
+  "max-receiving": { type: "string" },
   "shutdown-grace": { type: "string" },
   "log-level": { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -89,22 +96,29 @@ function intFlag(value: unknown, flag: string, fallback: number): number {
   return n;
 }
 
-async function readToken(file: string | undefined): Promise<string | undefined> {
+/**
+ * The accepted bearer tokens: `$RUNE_TOKEN`, or every non-empty line of
+ * `--token-file` (one token per client; lines starting with `#` are comments).
+ */
+async function readTokens(file: string | undefined): Promise<string[]> {
   if (file === undefined) {
     const env = Deno.env.get("RUNE_TOKEN")?.trim();
-    return env ? env : undefined;
+    return env ? [env] : [];
   }
   let text: string;
   try {
-    text = (await Deno.readTextFile(file)).trim();
+    text = await Deno.readTextFile(file);
   } catch (cause) {
     throw new RuneError(
       `Cannot read --token-file ${JSON.stringify(file)}: ${(cause as Error).message}`,
       { cause },
     );
   }
-  if (text === "") throw new RuneError(`--token-file ${JSON.stringify(file)} is empty`);
-  return text;
+  const tokens = text.split("\n").map((line) => line.trim()).filter((line) =>
+    line !== "" && !line.startsWith("#")
+  );
+  if (tokens.length === 0) throw new RuneError(`--token-file ${JSON.stringify(file)} is empty`);
+  return tokens;
 }
 
 /** Resolves once `check()` is true or `ms` passed; polls because in-flight counts emit no events. */
@@ -143,8 +157,8 @@ async function listen(
   const hostname = (values.host as string | undefined) ?? "127.0.0.1";
   const port = intFlag(values.port, "port", DEFAULT_PORT);
   if (port > 65535) throw new UsageError(`--port must be at most 65535`);
-  const token = await readToken(values["token-file"] as string | undefined);
-  if (!isLoopback(hostname) && token === undefined) {
+  const tokens = await readTokens(values["token-file"] as string | undefined);
+  if (!isLoopback(hostname) && tokens.length === 0) {
     throw new UsageError(
       `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or bind 127.0.0.1.`,
     );
@@ -158,7 +172,7 @@ async function listen(
     security: {
       hostname,
       allowedOrigins: values["allow-origin"] as string[] | undefined,
-      token,
+      tokens,
     },
     limits: {
       maxMessageSize: intFlag(
@@ -175,6 +189,9 @@ async function listen(
       idleTimeoutSeconds: (secondsFlag(values["ws-idle-timeout"], "ws-idle-timeout") ?? 60_000) /
         1000,
       httpSessionIdleMs: secondsFlag(values["http-idle-timeout"], "http-idle-timeout") ?? 600_000,
+      bodyTimeoutMs: secondsFlag(values["body-timeout"], "body-timeout") ?? 30_000,
+      minBodyRate: intFlag(values["min-body-rate"], "min-body-rate", 1024),
+      maxReceiving: intFlag(values["max-receiving"], "max-receiving", 256),
     },
   });
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -204,7 +221,7 @@ async function listen(
   log(
     "info",
     `listening on http://${shown}:${addr.port} (WebSocket ws://${shown}:${addr.port}/ws, Streamable HTTP http://${shown}:${addr.port}/mcp${
-      token ? ", token required" : ""
+      tokens.length ? ", token required" : ""
     })`,
   );
   return { handler, server };

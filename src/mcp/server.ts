@@ -61,11 +61,11 @@ export interface McpServerDeps {
 export const TOOLS_LIST_TTL_MS = 60_000;
 
 /**
- * Most array elements and object members in one `tools/call`'s arguments:
- * a chat history, a batch of embedding inputs and a tool list fit many
- * times over; a hostile argument object does not.
+ * Most array elements and object members in one `tools/call`'s arguments,
+ * the transports' bound on a whole message (`MAX_MESSAGE_ELEMENTS`): a chat
+ * history, a batch of embedding inputs and a tool list fit many times over.
  */
-export const MAX_TOOL_INPUT_ELEMENTS = 1_000_000;
+export const MAX_TOOL_INPUT_ELEMENTS = 100_000;
 
 /** How a tool presents itself in `tools/list`. */
 interface ToolConfig {

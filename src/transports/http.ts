@@ -15,14 +15,17 @@ import type { McpServerFactory } from "@modelcontextprotocol/server";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { createAuthLimiter } from "./auth_limiter.ts";
 import { preflight, withCors } from "./cors.ts";
-import { exceedsDepth } from "./json_depth.ts";
-import { errorReply, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from "./jsonrpc.ts";
+import { errorReply, JSONRPC_INVALID_REQUEST } from "./jsonrpc.ts";
 import { PLAYGROUND_HTML } from "./playground.ts";
+import { readJsonBody } from "./request_body.ts";
 import {
+  authenticate,
   checkHost,
   checkOrigin,
-  checkToken,
+  type Identity,
+  isRefusal,
   offeredProtocols,
   type SecurityOptions,
 } from "./security.ts";
@@ -59,6 +62,26 @@ export interface NetworkLimits extends WebSocketLimits, StreamableHttpLimits {
    * @default 60
    */
   idleTimeoutSeconds?: number;
+  /**
+   * A request body must arrive within this time (else 408).
+   * @default 30000
+   */
+  bodyTimeoutMs?: number;
+  /**
+   * Slowest acceptable body rate in bytes per second, after 5 s (else 408).
+   * @default 1024
+   */
+  minBodyRate?: number;
+  /**
+   * Most requests whose bodies are still arriving; more get 503 at once.
+   * @default 256
+   */
+  maxReceiving?: number;
+  /**
+   * Failed authentications per remote address and minute before 429.
+   * @default 10
+   */
+  maxAuthFailures?: number;
 }
 
 /** Dependencies of {@linkcode createHandler}. */
@@ -79,8 +102,8 @@ export interface HandlerDeps {
 
 /** The handler and the controls the daemon needs around it. */
 export interface Handler {
-  /** Serves one request. */
-  (request: Request): Promise<Response>;
+  /** Serves one request; `info` gives the remote address (for the failed-auth limit). */
+  (request: Request, info?: { remoteAddr: Deno.Addr }): Promise<Response>;
   /** Open sessions by transport. */
   sessions(): { websocket: number; http: number };
   /** Requests in flight across all sessions. */
@@ -102,7 +125,10 @@ export function createHandler(deps: HandlerDeps): Handler {
   const limits = deps.limits ?? {};
   const slots = createSessionSlots(limits.maxSessions ?? 1024);
   const maxMessageSize = limits.maxMessageSize ?? 32 * 1024 * 1024;
+  const maxReceiving = limits.maxReceiving ?? 256;
   const log = deps.log ?? (() => {});
+  const authLimiter = createAuthLimiter({ maxFailures: limits.maxAuthFailures ?? 10 });
+  let receiving = 0;
   const startedAt = performance.now();
   const sockets = new Set<WebSocketSession>();
   let http: StreamableHttp | undefined;
@@ -141,8 +167,8 @@ export function createHandler(deps: HandlerDeps): Handler {
       version: VERSION,
       uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
     };
-    // With a token configured, sessions and provider details are for token holders only.
-    if (deps.security.token === undefined || !await checkToken(request, deps.security)) {
+    // With tokens configured, sessions and provider details are for token holders only.
+    if (!isRefusal(await authenticate(request, deps.security))) {
       body.sessions = {
         websocket: sockets.size,
         http: http?.sessions() ?? 0,
@@ -172,11 +198,13 @@ export function createHandler(deps: HandlerDeps): Handler {
     let response: Response;
     try {
       const [kit] = await loadSessionKit();
+      // Deno matches the requested subprotocol only in lists spelled "a, b"; the header is
+      // parsed here as RFC 6455 says, and the answer names "mcp" (which the client offered).
       const upgraded = Deno.upgradeWebSocket(request, {
-        protocol: "mcp",
         idleTimeout: limits.idleTimeoutSeconds ?? 60,
       });
       response = upgraded.response;
+      response.headers.set("sec-websocket-protocol", "mcp");
       upgraded.socket.binaryType = "arraybuffer";
       session = kit.attachWebSocket(upgraded.socket, deps.factory, {
         ...limits,
@@ -194,42 +222,66 @@ export function createHandler(deps: HandlerDeps): Handler {
     return response;
   }
 
-  /** Reads a POST body under the size bound; a `Response` is the refusal. */
+  /** Reads a POST body within its bounds; a `Response` is the refusal. */
   async function readBody(request: Request): Promise<unknown | Response> {
-    const length = Number(request.headers.get("content-length") ?? "0");
-    if (length > maxMessageSize) {
-      return jsonError(413, `Message larger than ${maxMessageSize} bytes`);
+    if (receiving >= maxReceiving) {
+      return jsonError(503, `Too many requests still sending their body (limit ${maxReceiving})`);
     }
-    if (!request.body) return jsonError(400, "Empty body", JSONRPC_PARSE_ERROR);
-    // Count bytes as they arrive: Content-Length may be absent (chunked) or lie.
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for await (const chunk of request.body) {
-      size += chunk.byteLength;
-      if (size > maxMessageSize) {
-        return jsonError(413, `Message larger than ${maxMessageSize} bytes`);
-      }
-      chunks.push(chunk);
-    }
-    const text = new TextDecoder().decode(await new Blob(chunks as BlobPart[]).arrayBuffer());
-    if (exceedsDepth(text)) {
-      return jsonError(400, "Invalid Request: the body nests arrays and objects too deeply");
-    }
+    receiving++;
     try {
-      return JSON.parse(text);
-    } catch {
-      return jsonError(400, "Parse error: the body is not valid JSON", JSONRPC_PARSE_ERROR);
+      const body = await readJsonBody(request, {
+        maxBytes: maxMessageSize,
+        timeoutMs: limits.bodyTimeoutMs,
+        minBytesPerSecond: limits.minBodyRate,
+      });
+      if (!body.ok) {
+        if (body.response.status === 408) log("info", "closed a request whose body was too slow");
+        return body.response;
+      }
+      return body.value;
+    } finally {
+      receiving--;
     }
   }
 
-  async function mcp(request: Request): Promise<Response> {
+  /**
+   * Authenticates a request, counting failures per remote address: past the
+   * limit the address gets 429 until its window ends.
+   */
+  async function authorize(
+    request: Request,
+    address: string,
+    path: string,
+  ): Promise<Identity | Response> {
+    const verdict = authLimiter.check(address);
+    if (!verdict.allowed) {
+      if (verdict.firstRefusal) {
+        log("info", `too many failed authentications from ${address}: refusing it for a while`);
+      }
+      return new Response(
+        errorReply(
+          null,
+          JSONRPC_INVALID_REQUEST,
+          `Too many failed authentications: retry in ${verdict.retryAfterSeconds} s`,
+        ),
+        {
+          status: 429,
+          headers: { ...JSON_HEADERS, "retry-after": String(verdict.retryAfterSeconds) },
+        },
+      );
+    }
+    const identity = await authenticate(request, deps.security);
+    if (!isRefusal(identity)) return identity;
+    authLimiter.failed(address);
+    log("debug", `refused ${request.method} ${path} from ${address}: ${identity.status}`);
+    return jsonError(identity.status, identity.message);
+  }
+
+  async function mcp(request: Request, address: string): Promise<Response> {
     const origin = request.headers.get("origin");
     if (request.method === "OPTIONS" && origin !== null) return preflight(request, origin);
-    const refusal = await checkToken(request, deps.security);
-    if (refusal) {
-      log("info", `refused ${request.method} /mcp: ${refusal.status}`);
-      return withCors(jsonError(refusal.status, refusal.message), origin);
-    }
+    const identity = await authorize(request, address, "/mcp");
+    if (identity instanceof Response) return withCors(identity, origin);
     let body: unknown;
     if (request.method === "POST") {
       const parsed = await readBody(request);
@@ -237,14 +289,25 @@ export function createHandler(deps: HandlerDeps): Handler {
       body = parsed;
     }
     const endpoint = await streamableHttp();
-    return withCors(await endpoint.handle(request, body), origin);
+    return withCors(await endpoint.handle(request, body, identity), origin);
   }
 
-  const handler = async (request: Request): Promise<Response> => {
-    const url = new URL(request.url);
-    // Every endpoint, health and the page included, refuses a foreign Host (DNS rebinding).
-    const foreignHost = checkHost(request, deps.security);
-    if (foreignHost) return jsonError(foreignHost.status, foreignHost.message);
+  const handler = async (
+    request: Request,
+    info?: { remoteAddr: Deno.Addr },
+  ): Promise<Response> => {
+    // Every endpoint, health and the page included, refuses a malformed or (on loopback)
+    // foreign Host (DNS rebinding).
+    const badHost = checkHost(request, deps.security);
+    if (badHost) return jsonError(badHost.status, badHost.message);
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      return jsonError(400, "Bad Request: the request target is not a valid URL.");
+    }
+    const remote = info?.remoteAddr;
+    const address = remote && "hostname" in remote ? remote.hostname : "local";
     if (url.pathname === "/healthz") {
       if (request.method === "GET" || request.method === "HEAD") return await health(request);
       return new Response("Method not allowed: use GET /healthz\n", {
@@ -271,12 +334,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       log("info", `refused ${request.method} ${url.pathname}: ${foreignOrigin.status}`);
       return jsonError(foreignOrigin.status, foreignOrigin.message);
     }
-    if (url.pathname === "/mcp") return await mcp(request);
-    const refusal = await checkToken(request, deps.security);
-    if (refusal) {
-      log("info", `refused ${request.method} ${url.pathname}: ${refusal.status}`);
-      return jsonError(refusal.status, refusal.message);
-    }
+    if (url.pathname === "/mcp") return await mcp(request, address);
+    const identity = await authorize(request, address, url.pathname);
+    if (identity instanceof Response) return identity;
     return await upgrade(request);
   };
 

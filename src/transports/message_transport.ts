@@ -20,7 +20,7 @@ import {
   type RequestId,
   type Transport,
 } from "@modelcontextprotocol/server";
-import { exceedsDepth, MAX_MESSAGE_DEPTH } from "./json_depth.ts";
+import { checkJsonBounds, type JsonBounds } from "./json_bounds.ts";
 import {
   errorReply,
   JSONRPC_INVALID_REQUEST,
@@ -47,11 +47,10 @@ export interface MessageLimits {
    */
   initializeTimeoutMs?: number;
   /**
-   * Deepest nesting of arrays and objects accepted in one message; deeper
-   * messages are refused before they are parsed.
-   * @default MAX_MESSAGE_DEPTH (128)
+   * Nesting and size bounds of one message, checked before it is parsed.
+   * @default { maxDepth: 128, maxElements: 100000 }
    */
-  maxDepth?: number;
+  jsonBounds?: JsonBounds;
 }
 
 /** A `Transport` fed by a channel. */
@@ -124,7 +123,7 @@ export function createMessageTransport(
 ): MessageTransport {
   const maxInFlight = limits.maxInFlight ?? 64;
   const initializeTimeoutMs = limits.initializeTimeoutMs ?? 30_000;
-  const maxDepth = limits.maxDepth ?? MAX_MESSAGE_DEPTH;
+  const jsonBounds = limits.jsonBounds ?? {};
   const inFlight = new Set<RequestId>();
   let closed = false;
   let draining = false;
@@ -194,16 +193,11 @@ export function createMessageTransport(
     },
     receive(text) {
       if (closed) return;
-      if (exceedsDepth(text, maxDepth)) {
-        // Refused before parsing: deep nesting costs JSON.parse (and everything after it)
-        // super-linear time, which would stall every other session.
-        reject(
-          errorReply(
-            null,
-            JSONRPC_INVALID_REQUEST,
-            `Invalid Request: the message nests arrays and objects deeper than ${maxDepth} levels`,
-          ),
-        );
+      const tooBig = checkJsonBounds(text, jsonBounds);
+      if (tooBig !== undefined) {
+        // Refused before parsing: deep nesting and masses of tiny values cost JSON.parse (and
+        // everything after it) time that would stall every other session.
+        reject(errorReply(null, JSONRPC_INVALID_REQUEST, `Invalid Request: ${tooBig}`));
         return;
       }
       let value: unknown;

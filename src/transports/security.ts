@@ -2,6 +2,10 @@
  * Request checks for the network endpoints: Origin allowlist, Host header
  * check against DNS rebinding, and bearer tokens compared in constant time.
  *
+ * Several tokens may be configured (one per client, e.g. one per line of
+ * `--token-file`); each is its own identity, which owns the sessions opened
+ * with it.
+ *
  * @module
  */
 
@@ -11,16 +15,33 @@ export interface SecurityOptions {
   hostname: string;
   /** Origins allowed besides localhost ones (exact `scheme://host[:port]`). */
   allowedOrigins?: string[];
-  /** Required bearer token; none when undefined. */
-  token?: string;
+  /** Accepted bearer tokens; none required when empty or undefined. */
+  tokens?: string[];
 }
 
 /** Why a request was refused. */
 export interface Refusal {
-  /** HTTP status: 401 or 403. */
+  /** HTTP status: 400, 401 or 403. */
   status: number;
   /** Explanation, safe to show (never contains the token). */
   message: string;
+}
+
+/** Who a request comes from, as far as Rune can tell. */
+export interface Identity {
+  /**
+   * A stable, non-secret name: `token:N` for the Nth configured token,
+   * `anonymous` when no token is required.
+   */
+  id: string;
+}
+
+/** The identity of requests when no token is configured. */
+export const ANONYMOUS: Identity = { id: "anonymous" };
+
+/** True when the value is a refusal rather than an identity. */
+export function isRefusal(value: Identity | Refusal): value is Refusal {
+  return "status" in value;
 }
 
 const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
@@ -67,10 +88,16 @@ export function checkOrigin(request: Request, options: SecurityOptions): Refusal
   };
 }
 
-/** Refuses a foreign Host header when bound to loopback (DNS rebinding). */
+/**
+ * Refuses a malformed Host header (400) and, when bound to loopback, a
+ * foreign one (403, DNS rebinding).
+ */
 export function checkHost(request: Request, options: SecurityOptions): Refusal | undefined {
-  if (!isLoopback(options.hostname)) return undefined;
   const host = request.headers.get("host");
+  if (host !== null && (/\s/.test(host) || hostnameOf(host) === "")) {
+    return { status: 400, message: "Bad Request: the Host header is not a valid host[:port]." };
+  }
+  if (!isLoopback(options.hostname)) return undefined;
   if (host !== null && isLoopback(hostnameOf(host))) return undefined;
   return {
     status: 403,
@@ -97,41 +124,47 @@ export async function sameSecret(a: string, b: string): Promise<boolean> {
 /** The subprotocol prefix browsers use to send the token on a WebSocket. */
 export const BEARER_PROTOCOL_PREFIX = "bearer.";
 
-/** Lists the entries of `Sec-WebSocket-Protocol`. */
+/**
+ * Lists the entries of `Sec-WebSocket-Protocol` as RFC 6455 defines it: a
+ * comma-separated list of tokens with optional whitespace around each
+ * (`mcp,bearer.X`, `x, mcp` and `mcp , x` all offer `mcp`); several header
+ * lines are joined by the Headers API with ", ".
+ */
 export function offeredProtocols(request: Request): string[] {
   return (request.headers.get("sec-websocket-protocol") ?? "")
     .split(",").map((p) => p.trim()).filter(Boolean);
 }
 
-/**
- * Checks the bearer token from `Authorization` or, for WebSockets, from a
- * `bearer.TOKEN` subprotocol entry.
- */
-export async function checkToken(
-  request: Request,
-  options: SecurityOptions,
-): Promise<Refusal | undefined> {
-  if (options.token === undefined) return undefined;
+/** The bearer token a request presents, from `Authorization` or a `bearer.TOKEN` subprotocol. */
+export function presentedToken(request: Request): string | undefined {
   const header = request.headers.get("authorization");
-  let presented: string | undefined;
-  if (header?.toLowerCase().startsWith("bearer ")) presented = header.slice(7).trim();
-  presented ??= offeredProtocols(request)
+  if (header !== null && /^bearer\s/i.test(header)) return header.slice(7).trim();
+  return offeredProtocols(request)
     .find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
     ?.slice(BEARER_PROTOCOL_PREFIX.length);
-  if (presented !== undefined && await sameSecret(presented, options.token)) return undefined;
+}
+
+/**
+ * Authenticates a request: the identity of the configured token it presents
+ * (every token is compared, so the time does not tell which one matched),
+ * {@linkcode ANONYMOUS} when no token is configured, or a 401 refusal.
+ */
+export async function authenticate(
+  request: Request,
+  options: SecurityOptions,
+): Promise<Identity | Refusal> {
+  const tokens = options.tokens ?? [];
+  if (tokens.length === 0) return ANONYMOUS;
+  const presented = presentedToken(request);
+  if (presented !== undefined) {
+    const matches = await Promise.all(tokens.map((token) => sameSecret(presented, token)));
+    const index = matches.indexOf(true);
+    if (index >= 0) return { id: `token:${index + 1}` };
+  }
   return {
     status: 401,
     message: presented === undefined
       ? "A bearer token is required: send Authorization: Bearer TOKEN (browsers: subprotocol bearer.TOKEN)."
       : "The bearer token is wrong.",
   };
-}
-
-/** Runs the Host, Origin and token checks in that order. */
-export async function checkRequest(
-  request: Request,
-  options: SecurityOptions,
-): Promise<Refusal | undefined> {
-  return checkHost(request, options) ?? checkOrigin(request, options) ??
-    await checkToken(request, options);
 }

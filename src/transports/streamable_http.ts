@@ -34,6 +34,7 @@ import type { Logger } from "../log.ts";
 import { setFlow } from "../mcp/flow.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST, TOO_MANY_REQUESTS } from "./jsonrpc.ts";
 import { createMeter, type MeterOptions } from "./metered_body.ts";
+import type { Identity } from "./security.ts";
 import type { SessionSlots } from "./session_slots.ts";
 
 /** Limits of the Streamable HTTP endpoint. */
@@ -69,8 +70,11 @@ export interface StreamableHttpDeps {
 
 /** The endpoint and the controls the daemon needs around it. */
 export interface StreamableHttp {
-  /** Serves one request; `body` is the parsed POST body (undefined otherwise). */
-  handle(request: Request, body: unknown): Promise<Response>;
+  /**
+   * Serves one request from `identity`; `body` is the parsed POST body
+   * (undefined otherwise).
+   */
+  handle(request: Request, body: unknown, identity: Identity): Promise<Response>;
   /** Open legacy sessions. */
   sessions(): number;
   /** Requests in flight: legacy sessions' plus modern exchanges. */
@@ -84,6 +88,8 @@ export interface StreamableHttp {
 interface LegacySession {
   transport: WebStandardStreamableHTTPServerTransport;
   server: McpServer;
+  /** Who opened it: only the same identity may use or end it. */
+  owner: string;
   /** Ids of requests received and not yet answered or cancelled. */
   inFlight: Set<RequestId>;
   lastSeen: number;
@@ -259,10 +265,13 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
   async function serveSession(
     request: Request,
     body: unknown,
-    sessionId: string,
+    { sessionId, identity }: { sessionId: string; identity: Identity },
   ): Promise<Response> {
     const session = sessions.get(sessionId);
-    if (!session) return jsonError(404, "Session not found: initialize a new session");
+    // Another credential's session does not exist as far as this one can tell.
+    if (!session || session.owner !== identity.id) {
+      return jsonError(404, "Session not found: initialize a new session");
+    }
     const ids = requestIds(body);
     if (draining && ids.length > 0) {
       return jsonError(503, "Shutting down: no new requests", TOO_MANY_REQUESTS);
@@ -278,15 +287,28 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
     if (ids.length === 0) {
       return await session.transport.handleRequest(request, { parsedBody: body });
     }
-    return await metered(
+    // Counted before any await, so concurrent POSTs cannot all pass the limit.
+    const fresh = ids.filter((id) => !session.inFlight.has(id));
+    for (const id of fresh) session.inFlight.add(id);
+    const response = await metered(
       request,
       () => session.transport.handleRequest(request, { parsedBody: body }),
       () => cancelOrphans(session, ids),
       () => {},
-    );
+    ).catch((error) => {
+      for (const id of fresh) session.inFlight.delete(id);
+      throw error;
+    });
+    // Refused before dispatch (a bad header, a duplicate id): nothing is in flight.
+    if (!response.ok) { for (const id of fresh) session.inFlight.delete(id); }
+    return response;
   }
 
-  async function openSession(request: Request, body: unknown): Promise<Response> {
+  async function openSession(
+    request: Request,
+    body: unknown,
+    identity: Identity,
+  ): Promise<Response> {
     if (draining) return jsonError(503, "Shutting down");
     // Reserved before any await, so no burst can exceed the cap.
     if (!deps.slots.tryReserve()) {
@@ -315,7 +337,13 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
         if (transport.sessionId && sessions.delete(transport.sessionId)) releaseOnce();
       };
       await server.connect(transport);
-      session = { transport, server, inFlight: new Set(), lastSeen: performance.now() };
+      session = {
+        transport,
+        server,
+        owner: identity.id,
+        inFlight: new Set(),
+        lastSeen: performance.now(),
+      };
       trackInFlight(session);
       const response = await session.transport.handleRequest(request, { parsedBody: body });
       // A failed initialize opens no session: give the slot back.
@@ -330,17 +358,17 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
     }
   }
 
-  async function handle(request: Request, body: unknown): Promise<Response> {
+  async function handle(request: Request, body: unknown, identity: Identity): Promise<Response> {
     if (!await isLegacyRequest(request, body)) return await serveModern(request, body);
     const sessionId = request.headers.get("mcp-session-id");
-    if (sessionId !== null) return await serveSession(request, body, sessionId);
+    if (sessionId !== null) return await serveSession(request, body, { sessionId, identity });
     if (request.method !== "POST" || !isInitialize(body)) {
       return jsonError(
         400,
         "Bad Request: no valid session ID; start with an initialize request (2025 protocol versions), or send 2026-07-28 requests with their _meta envelope",
       );
     }
-    return await openSession(request, body);
+    return await openSession(request, body, identity);
   }
 
   return {

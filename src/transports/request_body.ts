@@ -1,0 +1,172 @@
+/**
+ * Reads a JSON request body under a size bound, a deadline and a minimum
+ * rate, and checks its nesting and size before parsing it.
+ *
+ * Deno's HTTP server has no body timeout, and each chunk it hands over is a
+ * view of a fresh 64 KiB buffer: 300 connections trickling one byte a
+ * second cost over 300 MiB when their chunks were kept. So the body is read
+ * with a BYOB reader into one growing buffer (memory follows the bytes
+ * received, not the number of writes), and a body that is not complete
+ * within the deadline, or that falls below the minimum rate after a short
+ * grace, is abandoned with 408 and `Connection: close`.
+ *
+ * @module
+ */
+
+import { checkJsonBounds, type JsonBounds } from "./json_bounds.ts";
+import { errorReply, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from "./jsonrpc.ts";
+
+/** Bounds of one request body. */
+export interface BodyLimits {
+  /** Largest body in bytes. */
+  maxBytes: number;
+  /**
+   * The whole body must arrive within this time.
+   * @default 30000
+   */
+  timeoutMs?: number;
+  /**
+   * Slowest acceptable average rate in bytes per second, enforced after
+   * `graceMs`.
+   * @default 1024
+   */
+  minBytesPerSecond?: number;
+  /**
+   * Time before the minimum rate applies (a small body arrives at once).
+   * @default 5000
+   */
+  graceMs?: number;
+  /** Nesting and size bounds of the JSON. */
+  json?: JsonBounds;
+}
+
+/** A parsed body, or the response that refuses it. */
+export type BodyResult = { ok: true; value: unknown } | { ok: false; response: Response };
+
+const JSON_HEADERS = { "content-type": "application/json" };
+
+function refuse(status: number, code: number, message: string, close = false): BodyResult {
+  return {
+    ok: false,
+    response: new Response(errorReply(null, code, message), {
+      status,
+      headers: close ? { ...JSON_HEADERS, connection: "close" } : JSON_HEADERS,
+    }),
+  };
+}
+
+/** Reads and parses the JSON body of `request` within `limits`. */
+export async function readJsonBody(request: Request, limits: BodyLimits): Promise<BodyResult> {
+  const { maxBytes } = limits;
+  const timeoutMs = limits.timeoutMs ?? 30_000;
+  const minRate = limits.minBytesPerSecond ?? 1024;
+  const graceMs = limits.graceMs ?? 5_000;
+  const declared = Number(request.headers.get("content-length") ?? "NaN");
+  if (declared > maxBytes) {
+    return refuse(413, JSONRPC_INVALID_REQUEST, `Message larger than ${maxBytes} bytes`);
+  }
+  if (!request.body) return refuse(400, JSONRPC_PARSE_ERROR, "Empty body");
+
+  const started = performance.now();
+  let received = 0;
+  // Never sized from Content-Length alone: memory must follow the bytes that really arrived.
+  let buffer = new Uint8Array(
+    Math.max(
+      1,
+      Math.min(maxBytes, Number.isFinite(declared) && declared > 0 ? declared : 16384, 65536),
+    ),
+  );
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // A body still streaming in is a byte stream: read it into our buffer (BYOB). A body that
+  // arrived with the headers may not be; its chunks are copied into the same buffer.
+  let byob: ReadableStreamBYOBReader | undefined;
+  let plain: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  try {
+    byob = request.body.getReader({ mode: "byob" });
+  } catch {
+    plain = request.body.getReader();
+  }
+  const cancel = () => (byob ?? plain)!.cancel().catch(() => {});
+
+  /** Arms the timer for the earliest of the deadline and the moment the rate would fail. */
+  function arm(): void {
+    clearTimeout(timer);
+    const rateAt = started + graceMs + (received / minRate) * 1000;
+    const due = Math.min(started + timeoutMs, Math.max(rateAt, started + graceMs));
+    timer = setTimeout(() => {
+      timedOut = true;
+      cancel();
+    }, Math.max(0, due - performance.now()));
+  }
+
+  /** Makes room for `more` bytes; false when that would pass the bound. */
+  function reserve(more: number): boolean {
+    if (received + more <= buffer.length) return true;
+    if (received + more > maxBytes) return false;
+    const grown = new Uint8Array(Math.min(maxBytes, Math.max(buffer.length * 2, received + more)));
+    grown.set(buffer.subarray(0, received));
+    buffer = grown;
+    return true;
+  }
+
+  const tooLarge = () =>
+    refuse(413, JSONRPC_INVALID_REQUEST, `Message larger than ${maxBytes} bytes`);
+
+  try {
+    arm();
+    while (true) {
+      if (byob) {
+        if (!reserve(1)) {
+          // The buffer is at the bound: one more byte would be too many.
+          const probe = await byob.read(new Uint8Array(1));
+          if (probe.done) break;
+          await cancel();
+          return tooLarge();
+        }
+        const { done, value } = await byob.read(buffer.subarray(received));
+        // BYOB moves the buffer on every read and hands it back, even at the end.
+        if (value) buffer = new Uint8Array(value.buffer, 0, value.buffer.byteLength);
+        if (timedOut || done || !value) break;
+        received += value.byteLength;
+      } else {
+        const { done, value } = await plain!.read();
+        if (timedOut || done) break;
+        if (!reserve(value.byteLength)) {
+          await cancel();
+          return tooLarge();
+        }
+        buffer.set(value, received);
+        received += value.byteLength;
+      }
+      arm();
+    }
+  } catch {
+    if (!timedOut) {
+      return refuse(400, JSONRPC_PARSE_ERROR, "Parse error: the body could not be read");
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (timedOut) {
+    const elapsed = ((performance.now() - started) / 1000).toFixed(1);
+    return refuse(
+      408,
+      JSONRPC_INVALID_REQUEST,
+      `Request body too slow: ${received} bytes in ${elapsed} s (the body must arrive within ${
+        timeoutMs / 1000
+      } s, at ${minRate} bytes/s or faster)`,
+      true,
+    );
+  }
+  const text = new TextDecoder().decode(buffer.subarray(0, received));
+  const problem = checkJsonBounds(text, limits.json);
+  if (problem !== undefined) {
+    return refuse(400, JSONRPC_INVALID_REQUEST, `Invalid Request: the body is refused: ${problem}`);
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return refuse(400, JSONRPC_PARSE_ERROR, "Parse error: the body is not valid JSON");
+  }
+}
