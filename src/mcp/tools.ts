@@ -35,7 +35,43 @@ export const optionsSchema = z.object({
   num_ctx: z.number().int().positive().optional().describe("Context window size in tokens."),
 }).strict();
 
-const formatSchema = z.union([z.literal("json"), z.record(z.string(), z.unknown())]).describe(
+/** Deepest nesting accepted in a JSON value passed on upstream (a schema, tool-call arguments). */
+export const MAX_PASSTHROUGH_DEPTH = 32;
+/** Most values (array elements and object members) in one such JSON value. */
+export const MAX_PASSTHROUGH_VALUES = 10_000;
+
+/**
+ * Measures a JSON value iteratively (a deep value cannot overflow the stack)
+ * and returns what exceeds the passthrough bounds, if anything.
+ */
+function passthroughProblem(value: unknown): string | undefined {
+  const stack: [unknown, number][] = [[value, 1]];
+  let values = 0;
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item !== "object" || item === null) continue;
+    if (depth > MAX_PASSTHROUGH_DEPTH) {
+      return `nests deeper than ${MAX_PASSTHROUGH_DEPTH} levels`;
+    }
+    const children = Array.isArray(item) ? item : Object.values(item);
+    values += children.length;
+    if (values > MAX_PASSTHROUGH_VALUES) return `holds more than ${MAX_PASSTHROUGH_VALUES} values`;
+    for (const child of children) stack.push([child, depth + 1]);
+  }
+  return undefined;
+}
+
+/**
+ * A JSON object Rune passes on upstream as it is (a JSON Schema, tool-call
+ * arguments): any object within the passthrough bounds, so serialising it
+ * for the provider stays cheap.
+ */
+const passthroughObject = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+  const problem = passthroughProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: `the object ${problem}` });
+});
+
+const formatSchema = z.union([z.literal("json"), passthroughObject]).describe(
   '"json" for any JSON output, or a JSON Schema object the output must match.',
 );
 
@@ -71,7 +107,7 @@ export const generateInput = {
 const toolCallSchema = z.object({
   function: z.object({
     name: z.string(),
-    arguments: z.record(z.string(), z.unknown()),
+    arguments: passthroughObject,
   }),
 });
 
@@ -89,7 +125,7 @@ const chatToolSchema = z.object({
   function: z.object({
     name: z.string().min(1),
     description: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional().describe(
+    parameters: passthroughObject.optional().describe(
       "JSON Schema of the arguments.",
     ),
   }),
