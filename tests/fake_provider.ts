@@ -44,6 +44,11 @@ export interface FakeProviderOptions {
    * @default [{ name: "m1" }]
    */
   models?: ModelInfo[];
+  /**
+   * Whether it has embeddings (its embed tool is registered).
+   * @default true
+   */
+  embeddings?: boolean;
 }
 
 /** The fake and its controls. */
@@ -136,7 +141,7 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
       text,
       ...(thinking && { thinking }),
       toolCalls,
-      doneReason: "stop",
+      doneReason: toolCalls.length ? "tool_calls" : "stop",
       usage: { promptTokens: 3, completionTokens: words.length, totalMs: 1 },
     };
     yield { type: "done", result };
@@ -144,10 +149,12 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
 
   const fake: FakeProvider = {
     id: options.id ?? "fake",
+    type: "fake",
+    label: `Fake ${options.id ?? "fake"}`,
     address: "fake://in-process",
     calls: [],
     pulled: 0,
-    capabilities: () => ALL,
+    capabilities: () => ({ ...ALL, embeddings: options.embeddings ?? true }),
     listModels(call = {}) {
       fake.calls.push({ method: "listModels", request: undefined, signal: call.signal });
       try {

@@ -8,7 +8,8 @@
 
 import { Buffer } from "node:buffer";
 import { RuneError, UsageError } from "../errors.ts";
-import { chatContent, embedContent, generateContent, listModelsContent } from "../mcp/tools.ts";
+import { chatContent, embedContent, generateContent, modelContent } from "../mcp/tools/mapping.ts";
+import { toImage } from "../providers/images.ts";
 import { splitLines } from "../providers/ndjson.ts";
 import type { Chunk, FinalResult, Message, ModelOptions, Provider } from "../providers/types.ts";
 import { type Io, startSpinner, style } from "./output.ts";
@@ -170,7 +171,7 @@ function table(rows: string[][]): string {
 async function list({ provider, values, io, signal }: Command): Promise<number> {
   const models = await provider.listModels({ signal });
   if (values.json) {
-    await io.out(JSON.stringify(listModelsContent(models).models, null, 2) + "\n");
+    await io.out(JSON.stringify(models.map((m) => modelContent(m)), null, 2) + "\n");
     return 0;
   }
   if (models.length === 0) {
@@ -292,7 +293,7 @@ async function generate({ provider, positionals, values, io, signal }: Command):
       model,
       prompt,
       system: values.system as string | undefined,
-      images: await readImages(values),
+      images: (await readImages(values))?.map(toImage),
       format: formatFlag(values),
       options: modelOptions(values),
       think: values.think as boolean | undefined,

@@ -7,7 +7,7 @@
  */
 
 import { CapabilityError } from "./errors.ts";
-import type { Capabilities, ModelDetails } from "./types.ts";
+import type { Capabilities, Image, ModelDetails, Think } from "./types.ts";
 
 /** A capability a request can need. */
 export type Capability = keyof Capabilities;
@@ -27,7 +27,7 @@ export const GENERIC_CAPABILITY_ADVICE: CapabilityAdvice = {
 
 /** The capabilities a completion request needs beyond plain completion. */
 export function neededFor(
-  { images, tools, think }: { images?: string[]; tools?: unknown[]; think?: boolean },
+  { images, tools, think }: { images?: Image[]; tools?: unknown[]; think?: Think },
 ): Capability[] {
   const needed: Capability[] = [];
   if (images?.length) needed.push("vision");

@@ -117,3 +117,15 @@ export class ProviderTimeoutError extends ProviderError {
     super(message, options);
   }
 }
+
+/**
+ * A request argument the provider cannot honour (e.g. `keep_alive` on a
+ * cloud API) or whose value it refuses: reported before anything is sent,
+ * naming the provider and the argument, never silently dropped.
+ */
+export class ArgumentError extends ProviderError {
+  /** Create the error for `argument` (a tool argument name, e.g. `keep_alive`). */
+  constructor(readonly argument: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}

@@ -1,11 +1,13 @@
 /**
  * The provider-neutral interface that every model backend implements.
  *
- * Ollama is the first implementation; Anthropic Claude and OpenAI-compatible
- * servers fit the same shape, so the MCP and CLI layers never see a wire
- * format. Every call takes an `AbortSignal`; streaming calls return an async
- * iterable of {@linkcode Chunk}s that ends with a `done` chunk carrying the
- * {@linkcode FinalResult}.
+ * Ollama, Anthropic Claude and OpenAI-compatible servers all fit this shape,
+ * so the MCP and CLI layers never see a wire format. Every call takes an
+ * `AbortSignal`; streaming calls return an async iterable of
+ * {@linkcode Chunk}s that ends with a `done` chunk carrying the
+ * {@linkcode FinalResult}. Tool calls and tool results carry ids (Anthropic
+ * and OpenAI pair them by id), images carry a media type, `think` can be a
+ * token budget, and stop reasons are normalised.
  *
  * @module
  */
@@ -38,10 +40,20 @@ export interface ToolDefinition {
 
 /** A tool call the model produced. */
 export interface ToolCall {
+  /** The call's id, which a tool result names (`toolCallId`); absent when the backend gives none. */
+  id?: string;
   /** Name of the called function. */
   name: string;
   /** Arguments as a JSON object. */
   arguments: Record<string, unknown>;
+}
+
+/** An image in a prompt or message. */
+export interface Image {
+  /** Base64-encoded bytes, without a `data:` prefix. */
+  data: string;
+  /** Media type, e.g. `image/png`; absent when unknown. */
+  mediaType?: string;
 }
 
 /** One chat message. */
@@ -50,10 +62,12 @@ export interface Message {
   role: "system" | "user" | "assistant" | "tool";
   /** The text of the message. */
   content: string;
-  /** Base64-encoded images (without a data: prefix). */
-  images?: string[];
+  /** Images attached to the message. */
+  images?: Image[];
   /** Tool calls made by the assistant. */
   toolCalls?: ToolCall[];
+  /** For `tool` messages: the id of the call this is the result of. */
+  toolCallId?: string;
   /** For `tool` messages: the name of the tool whose result this is. */
   toolName?: string;
   /** Reasoning text of an earlier assistant turn. */
@@ -81,6 +95,12 @@ export interface ModelOptions {
 /** Output format: free text, any JSON, or JSON matching a schema. */
 export type OutputFormat = "json" | Record<string, unknown>;
 
+/**
+ * Separate reasoning: on or off, or a budget of reasoning tokens (providers
+ * without budgets treat any budget as on).
+ */
+export type Think = boolean | number;
+
 /** Fields shared by `generate` and `chat` requests. */
 export interface CompletionRequest {
   /** Model name, e.g. `llama3.2`. */
@@ -90,9 +110,11 @@ export interface CompletionRequest {
   /** Sampling options. */
   options?: ModelOptions;
   /** Ask for (or turn off) separate reasoning output. */
-  think?: boolean;
+  think?: Think;
   /** How long the backend keeps the model loaded, e.g. `"5m"` or seconds. */
   keepAlive?: string | number;
+  /** Provider-specific request fields, passed through unchanged. */
+  providerOptions?: Record<string, unknown>;
 }
 
 /** A single-prompt completion request. */
@@ -101,8 +123,8 @@ export interface GenerateRequest extends CompletionRequest {
   prompt: string;
   /** System prompt. */
   system?: string;
-  /** Base64-encoded images. */
-  images?: string[];
+  /** Images for vision models. */
+  images?: Image[];
 }
 
 /** A multi-turn chat request. */
@@ -123,6 +145,8 @@ export interface EmbedRequest {
   truncate?: boolean;
   /** How long the backend keeps the model loaded. */
   keepAlive?: string | number;
+  /** Provider-specific request fields, passed through unchanged. */
+  providerOptions?: Record<string, unknown>;
 }
 
 /** Token counts and timings of a finished call. */
@@ -141,6 +165,13 @@ export interface Usage {
   generationMs?: number;
 }
 
+/**
+ * Why generation stopped, the same for every provider: the model finished
+ * (`stop`), hit the token limit (`length`), asked for tools (`tool_calls`),
+ * or was filtered (`content_filter`).
+ */
+export type DoneReason = "stop" | "length" | "tool_calls" | "content_filter";
+
 /** The outcome of a finished `generate` or `chat` call. */
 export interface FinalResult {
   /** Model that answered. */
@@ -151,8 +182,8 @@ export interface FinalResult {
   thinking?: string;
   /** Tool calls the model made. */
   toolCalls: ToolCall[];
-  /** Why generation stopped: `stop`, `length`, ... */
-  doneReason: string;
+  /** Why generation stopped. */
+  doneReason: DoneReason;
   /** Token counts and durations. */
   usage: Usage;
 }
@@ -219,8 +250,12 @@ export interface CallOptions {
 
 /** The interface every model backend implements. */
 export interface Provider {
-  /** Short id used in tool names and flags, e.g. `ollama`. */
+  /** Short id used in tool names, flags and `provider/model` names, e.g. `ollama`. */
   readonly id: string;
+  /** The provider type (a registry entry), e.g. `ollama`, `anthropic`, `openai`. */
+  readonly type: string;
+  /** Name for people, e.g. `Ollama`, `Anthropic`, `OpenRouter`. */
+  readonly label: string;
   /** Human-readable address of the backend, for messages and `/healthz`. */
   readonly address: string;
   /** What this provider supports at all. */
@@ -236,7 +271,7 @@ export interface Provider {
   ): AsyncIterable<Chunk>;
   /** Streams the next assistant turn of a chat. */
   chat(request: ChatRequest, options?: CallOptions): AsyncIterable<Chunk>;
-  /** Embeds one text or a batch. */
+  /** Embeds one text or a batch (only when `capabilities().embeddings`). */
   embed(request: EmbedRequest, options?: CallOptions): Promise<EmbedResult>;
   /** Checks the backend answers; resolves to its version text. */
   ping(options?: CallOptions): Promise<string>;

@@ -25,6 +25,10 @@ import { WebSocketTransport } from "../ws_client_transport.ts";
 const MODERN = { versionNegotiation: { mode: { pin: "2026-07-28" } } } as const;
 
 const TOOLS = [
+  "ai_chat",
+  "ai_embed",
+  "ai_generate",
+  "ai_list_models",
   "ai_ollama_chat",
   "ai_ollama_embed",
   "ai_ollama_generate",

@@ -20,8 +20,13 @@ import { z } from "zod";
 import { RuneError } from "../../src/errors.ts";
 import type { LogLevel } from "../../src/log.ts";
 import { serveConnection } from "../../src/mcp/connection.ts";
-import { createServerFactory } from "../../src/mcp/server.ts";
-import { chatOutput, embedOutput, generateOutput, listModelsOutput } from "../../src/mcp/tools.ts";
+import { createServerFactory, type ToolSet } from "../../src/mcp/server.ts";
+import {
+  chatOutput,
+  embedOutput,
+  generateOutput,
+  listModelsOutput,
+} from "../../src/mcp/tools/schemas.ts";
 import { createFakeProvider, ENDLESS_CHUNK, type FakeProvider } from "../fake_provider.ts";
 import { resultText } from "../mcp_calls.ts";
 
@@ -38,7 +43,11 @@ interface Harness {
   gate?: Promise<void>;
 }
 
-async function withServer(era: Era, fn: (h: Harness) => Promise<void>): Promise<void> {
+async function withServer(
+  era: Era,
+  fn: (h: Harness) => Promise<void>,
+  options: { tools?: ToolSet; others?: FakeProvider[] } = {},
+): Promise<void> {
   const fake = createFakeProvider({ id: "fake", models: [{ name: "m1", family: "llama" }] });
   const [clientEnd, serverEnd] = InMemoryTransport.createLinkedPair();
   const harness = { fake, wire: [], logs: [] } as unknown as Harness;
@@ -51,7 +60,8 @@ async function withServer(era: Era, fn: (h: Harness) => Promise<void>): Promise<
   const connection = serveConnection(
     serverEnd,
     createServerFactory({
-      providers: [fake],
+      providers: [fake, ...(options.others ?? [])],
+      tools: options.tools ?? "per-provider",
       log: (level, text) => harness.logs.push([level, text]),
     }),
   );
@@ -104,8 +114,9 @@ for (const era of ["legacy", "modern"] as const) {
         images: "array",
         format: "any",
         options: "object",
-        think: "boolean",
+        think: "any",
         keep_alive: "any",
+        provider_options: "object",
       });
       assert.deepEqual(generate.inputSchema.required, ["model", "prompt"]);
       assert.equal(
@@ -132,8 +143,28 @@ for (const era of ["legacy", "modern"] as const) {
         done_reason: "string",
         usage: "object",
       });
-      assert.deepEqual(shape(byName.ai_fake_embed.inputSchema), { model: "string", input: "any" });
-      assert.deepEqual(shape(byName.ai_fake_list_models.outputSchema), { models: "array" });
+      assert.deepEqual(shape(byName.ai_fake_embed.inputSchema), {
+        model: "string",
+        input: "any",
+        provider_options: "object",
+      });
+      // Neutral option names on every provider's tools.
+      const options = (generate.inputSchema.properties as Record<string, unknown>).options as {
+        properties: Record<string, unknown>;
+      };
+      assert.deepEqual(Object.keys(options.properties), [
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "max_tokens",
+        "stop",
+        "context_length",
+      ]);
+      assert.deepEqual(shape(byName.ai_fake_list_models.outputSchema), {
+        models: "array",
+        errors: "array",
+      });
       assert.deepEqual(byName.ai_fake_list_models.annotations, {
         readOnlyHint: true,
         idempotentHint: true,
@@ -144,7 +175,7 @@ for (const era of ["legacy", "modern"] as const) {
 
   Deno.test(`[${era}] every tool result validates against its output schema`, async () => {
     await withServer(era, async ({ client, fake }) => {
-      fake.toolCalls = [{ name: "get_weather", arguments: { city: "Oslo" } }];
+      fake.toolCalls = [{ id: "call_1", name: "get_weather", arguments: { city: "Oslo" } }];
       const results = {
         list: await client.callTool({ name: "ai_fake_list_models", arguments: {} }),
         generate: await client.callTool({
@@ -180,9 +211,12 @@ for (const era of ["legacy", "modern"] as const) {
         message: {
           role: "assistant",
           content: "weather?",
-          tool_calls: [{ function: { name: "get_weather", arguments: { city: "Oslo" } } }],
+          tool_calls: [{
+            id: "call_1",
+            function: { name: "get_weather", arguments: { city: "Oslo" } },
+          }],
         },
-        done_reason: "stop",
+        done_reason: "tool_calls",
         usage: { prompt_tokens: 3, completion_tokens: 1, total_ms: 1 },
       });
       assert.equal(resultText(results.chat), 'weather?\nTool call: get_weather({"city":"Oslo"})');
@@ -354,4 +388,102 @@ Deno.test("tools/list carries ttlMs and cacheScope in the 2026-07-28 era only", 
       }
     });
   }
+});
+
+Deno.test("--tools all registers each provider's tools and the router set", async () => {
+  const other = createFakeProvider({ id: "cloud", embeddings: false });
+  await withServer("modern", async ({ client }) => {
+    const { tools } = await client.listTools();
+    assert.deepEqual(tools.map((t) => t.name), [
+      "ai_fake_list_models",
+      "ai_fake_generate",
+      "ai_fake_chat",
+      "ai_fake_embed",
+      // A provider without embeddings gets no embed tool.
+      "ai_cloud_list_models",
+      "ai_cloud_generate",
+      "ai_cloud_chat",
+      "ai_list_models",
+      "ai_generate",
+      "ai_chat",
+      "ai_embed",
+    ]);
+  }, { tools: "all", others: [other] });
+});
+
+Deno.test("router tools route provider/model names and list every provider's models", async () => {
+  const cloud = createFakeProvider({
+    id: "cloud",
+    models: [{ name: "org/model:v1" }],
+    embeddings: false,
+  });
+  await withServer("legacy", async ({ client, fake }) => {
+    const { tools } = await client.listTools();
+    assert.deepEqual(tools.map((t) => t.name), [
+      "ai_list_models",
+      "ai_generate",
+      "ai_chat",
+      "ai_embed",
+    ]);
+    const listed = await client.callTool({ name: "ai_list_models", arguments: {} });
+    assert.deepEqual(listed.structuredContent, {
+      models: [
+        { name: "fake/m1", provider: "fake", family: "llama", loaded: false },
+        { name: "cloud/org/model:v1", provider: "cloud", loaded: false },
+      ],
+    });
+    // Split at the first "/": the model name keeps its own slashes and colons.
+    const generated = await client.callTool({
+      name: "ai_generate",
+      arguments: { model: "cloud/org/model:v1", prompt: "hi there" },
+    });
+    assert.equal(resultText(generated), "hi there");
+    assert.deepEqual(
+      cloud.calls.filter((c) => c.method === "generate").map((c) =>
+        (c.request as { model: string }).model
+      ),
+      ["org/model:v1"],
+    );
+    assert.deepEqual(fake.calls.filter((c) => c.method === "generate"), []);
+    const unknown = await client.callTool({
+      name: "ai_chat",
+      arguments: { model: "nope/x", messages: [{ role: "user", content: "hi" }] },
+    });
+    assert.equal(unknown.isError, true);
+    assert.equal(
+      resultText(unknown),
+      'Unknown provider "nope" in "nope/x": the configured providers are fake, cloud.',
+    );
+    const noEmbeddings = await client.callTool({
+      name: "ai_embed",
+      arguments: { model: "cloud/org/model:v1", input: "x" },
+    });
+    assert.equal(noEmbeddings.isError, true);
+    assert.equal(
+      resultText(noEmbeddings),
+      'Fake cloud (provider "cloud") has no embeddings: use one of fake.',
+    );
+    const embedded = await client.callTool({
+      name: "ai_embed",
+      arguments: { model: "fake/m1", input: ["ab"] },
+    });
+    assert.deepEqual((embedded.structuredContent as { embeddings: number[][] }).embeddings, [[
+      2,
+      0.5,
+      -1,
+    ]]);
+  }, { tools: "router", others: [cloud] });
+});
+
+Deno.test("router listing reports a failing provider beside the others' models", async () => {
+  const cloud = createFakeProvider({ id: "cloud" });
+  cloud.failNext = new RuneError("Cannot reach cloud: check the network.");
+  await withServer("modern", async ({ client }) => {
+    const listed = await client.callTool({ name: "ai_list_models", arguments: {} });
+    assert.equal(listed.isError, undefined);
+    assert.deepEqual(listed.structuredContent, {
+      models: [{ name: "fake/m1", provider: "fake", family: "llama", loaded: false }],
+      errors: [{ provider: "cloud", error: "Cannot reach cloud: check the network." }],
+    });
+  }, { tools: "router", others: [cloud] });
 });

@@ -18,7 +18,8 @@ import {
   requireCapabilities,
 } from "../capabilities.ts";
 import { DeadlineClock, DEFAULT_TIMEOUTS, type Timeouts } from "../deadline.ts";
-import { ModelNotFoundError } from "../errors.ts";
+import { ArgumentError, ModelNotFoundError } from "../errors.ts";
+import { keepAliveError } from "./keep_alive.ts";
 import { type HttpRequest, type HttpUpstream, requestJson } from "../http.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ndjson.ts";
 import { DEFAULT_OLLAMA_URL, displayAddress } from "../ollama_host.ts";
@@ -55,6 +56,11 @@ export const DEFAULT_OLLAMA_TIMEOUTS: Readonly<Timeouts> = DEFAULT_TIMEOUTS;
 
 /** Options of {@linkcode createOllamaProvider}. */
 export interface OllamaProviderOptions {
+  /**
+   * Provider id, in tool names and `provider/model` names.
+   * @default "ollama"
+   */
+  id?: string;
   /** Base URL, already resolved (see `parseOllamaHost`). Default `http://127.0.0.1:11434`. */
   baseUrl?: string;
   /** Deadlines; missing fields take {@linkcode DEFAULT_OLLAMA_TIMEOUTS}. */
@@ -206,6 +212,7 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
   }
 
   function generate(request: GenerateRequest, options: CallOptions = {}): AsyncGenerator<Chunk> {
+    checkKeepAlive(request.keepAlive);
     const needed = neededFor({ images: request.images, think: request.think });
     return complete("/api/generate", generateBody(request), needed, {
       ...options,
@@ -214,12 +221,14 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
   }
 
   function chat(request: ChatRequest, options: CallOptions = {}): AsyncGenerator<Chunk> {
+    checkKeepAlive(request.keepAlive);
     const images = request.messages.flatMap((m) => m.images ?? []);
     const needed = neededFor({ images, tools: request.tools, think: request.think });
     return complete("/api/chat", chatBody(request), needed, { ...options, model: request.model });
   }
 
   async function embed(request: EmbedRequest, options: CallOptions = {}): Promise<EmbedResult> {
+    checkKeepAlive(request.keepAlive);
     try {
       // Ollama's /api/embed does not check capabilities itself (the runner fails later
       // with a 500), so Rune refuses a model without "embedding" first, as for vision.
@@ -252,7 +261,9 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
   }
 
   return {
-    id: "ollama",
+    id: options.id ?? "ollama",
+    type: "ollama",
+    label: "Ollama",
     address,
     capabilities: () => ({
       completion: true,
@@ -280,4 +291,16 @@ function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pr
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
+}
+
+/** Refuses a `keep_alive` Ollama would answer 400 for, in Ollama's words, before sending. */
+function checkKeepAlive(value: string | number | undefined): void {
+  if (value === undefined) return;
+  const problem = keepAliveError(value);
+  if (problem !== undefined) {
+    throw new ArgumentError(
+      "keep_alive",
+      `Invalid keep_alive for Ollama: ${problem}: use a duration such as "10m", "1h30m" or "0", or a number of seconds.`,
+    );
+  }
 }

@@ -26,10 +26,11 @@ export function normalizeModelName(model: string): string {
 /** The body of a streamed `/api/generate` request. */
 export function generateBody(request: GenerateRequest): Record<string, unknown> {
   return {
+    ...passthrough(request.providerOptions),
     model: request.model,
     prompt: request.prompt,
     ...(request.system !== undefined && { system: request.system }),
-    ...(request.images?.length && { images: request.images }),
+    ...(request.images?.length && { images: request.images.map((image) => image.data) }),
     ...commonFields(request),
     stream: true,
   };
@@ -38,6 +39,7 @@ export function generateBody(request: GenerateRequest): Record<string, unknown> 
 /** The body of a streamed `/api/chat` request. */
 export function chatBody(request: ChatRequest): Record<string, unknown> {
   return {
+    ...passthrough(request.providerOptions),
     model: request.model,
     messages: request.messages.map(toOllamaMessage),
     ...(request.tools?.length && {
@@ -65,12 +67,27 @@ export function embedBody(request: EmbedRequest): Record<string, unknown> {
   };
 }
 
+/**
+ * `provider_options`: Ollama request fields Rune has no argument for (`raw`,
+ * `suffix`, `template`, ...), sent as given; the tool's own arguments win.
+ */
+function passthrough(options: Record<string, unknown> | undefined): Record<string, unknown> {
+  return options ?? {};
+}
+
 function commonFields(request: GenerateRequest | ChatRequest): Record<string, unknown> {
-  const options = toOllamaOptions(request.options);
+  const extra = request.providerOptions?.options;
+  const mapped = toOllamaOptions(request.options);
+  // Sampling options given in provider_options.options (mirostat, repeat_penalty, ...) are
+  // merged under the neutral ones.
+  const options = extra && typeof extra === "object" && !Array.isArray(extra)
+    ? { ...extra, ...mapped }
+    : mapped;
   return {
     ...(request.format !== undefined && { format: request.format }),
     ...(options && { options }),
-    ...(request.think !== undefined && { think: request.think }),
+    // Ollama's think is on or off (or a level for some models): a budget means on.
+    ...(request.think !== undefined && { think: request.think !== false && request.think !== 0 }),
     ...(request.keepAlive !== undefined && { keep_alive: request.keepAlive }),
   };
 }
@@ -93,13 +110,16 @@ function toOllamaMessage(message: Message): Record<string, unknown> {
     role: message.role,
     content: message.content,
     ...(message.thinking !== undefined && { thinking: message.thinking }),
-    ...(message.images?.length && { images: message.images }),
+    ...(message.images?.length && { images: message.images.map((image) => image.data) }),
     ...(message.toolCalls?.length && {
       tool_calls: message.toolCalls.map((call) => ({
+        ...(call.id !== undefined && { id: call.id }),
         function: { name: call.name, arguments: call.arguments },
       })),
     }),
     ...(message.toolName !== undefined && { tool_name: message.toolName }),
+    // Ollama 0.12.10 and later pair results with calls by id; older ones ignore the field.
+    ...(message.toolCallId !== undefined && { tool_call_id: message.toolCallId }),
   };
 }
 

@@ -13,7 +13,7 @@ import { ConnectionDroppedError, InvalidResponseError, ProviderError } from "../
 import { describeBody, exchange, type HttpRequest, type HttpUpstream, startCall } from "../http.ts";
 import { ndjsonParser } from "../ndjson.ts";
 import { readStream, readText } from "../stream.ts";
-import type { Chunk, FinalResult, ToolCall } from "../types.ts";
+import type { Chunk, DoneReason, FinalResult, ToolCall } from "../types.ts";
 import { checkReply } from "../validate.ts";
 import { toUsage } from "./convert.ts";
 import { type OllamaToolCall, streamLineShape } from "./wire.ts";
@@ -118,7 +118,7 @@ export async function* streamCompletion(
             text,
             ...(thinking && { thinking }),
             toolCalls,
-            doneReason: line.done_reason ?? "stop",
+            doneReason: doneReason(line.done_reason, toolCalls.length > 0),
             usage: toUsage(line),
           };
           yield { type: "done", result };
@@ -140,5 +140,19 @@ export async function* streamCompletion(
 }
 
 function toToolCall(call: OllamaToolCall): ToolCall {
-  return { name: call.function.name, arguments: call.function.arguments ?? {} };
+  return {
+    ...(call.id !== undefined && { id: call.id }),
+    name: call.function.name,
+    arguments: call.function.arguments ?? {},
+  };
+}
+
+/**
+ * Ollama's `done_reason` (`stop`, `length`, or `load`/`unload` for calls
+ * that only load a model) as a neutral stop reason; a turn that called tools
+ * stopped for them.
+ */
+function doneReason(reason: string | undefined, calledTools: boolean): DoneReason {
+  if (reason === "length") return "length";
+  return calledTools ? "tool_calls" : "stop";
 }

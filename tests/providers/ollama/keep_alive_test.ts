@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { generateInput } from "../../../src/mcp/tools.ts";
+import { INPUTS } from "../../../src/mcp/tools/schemas.ts";
 import { goDurationError, keepAliveError } from "../../../src/providers/ollama/mod.ts";
 
 /** Inputs Go parses (from parseDurationTests). */
@@ -102,7 +102,7 @@ Deno.test("keepAliveError() takes any finite number of seconds", () => {
 });
 
 Deno.test("the keep_alive tool argument accepts what Ollama accepts and words the rest like Go", () => {
-  const schema = z.object(generateInput);
+  const schema = z.object(INPUTS.ollama.generate);
   const parse = (keepAlive: unknown) =>
     schema.safeParse({ model: "llama3.2", prompt: "x", keep_alive: keepAlive });
   for (const ok of ["10m", "1h30m", "0", "-1s", 300, -1, 0]) {
