@@ -77,7 +77,13 @@ export function sseParser(options: SseOptions = {}): StreamParser<SseEvent> {
       return take();
     },
     end() {
-      parser.reset({ consume: true });
+      // The event-stream rules drop an event the stream ends in the middle of; some servers
+      // end the last event without its blank line, so it is completed instead.
+      try {
+        parser.feed("\n\n");
+      } catch (cause) {
+        failure ??= new LineTooLongError("the event stream could not be parsed", { cause });
+      }
       return take();
     },
   };
