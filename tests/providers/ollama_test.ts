@@ -263,7 +263,7 @@ Deno.test("missing capabilities become CapabilityError for embeddings, images, t
     );
     assert.deepEqual(double.requests.filter((r) => r.path === "/api/embed"), []);
     await assert.rejects(
-      collect(ollama.generate({ model: "llama3.2", prompt: "x", images: ["aGk="] })),
+      collect(ollama.generate({ model: "llama3.2", prompt: "x", images: [{ data: "aGk=" }] })),
       (e: Error) => e instanceof CapabilityError && e.capability === "vision",
     );
     await assert.rejects(
