@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import {
+  ArgumentError,
   CapabilityError,
   ConnectionDroppedError,
   InvalidResponseError,
@@ -16,7 +17,7 @@ import {
   UpstreamError,
 } from "../../src/providers/errors.ts";
 import { createOllamaProvider, type OllamaTimeouts } from "../../src/providers/ollama/mod.ts";
-import { type Chunk, collect } from "../../src/providers/types.ts";
+import { type Chunk, collect, type ToolCall } from "../../src/providers/types.ts";
 import {
   embedText,
   OLLAMA_ERRORS,
@@ -150,8 +151,12 @@ Deno.test("chat() returns tool calls the model made", async () => {
         }],
       }),
     );
-    assert.deepEqual(result.toolCalls, [{ name: "get_weather", arguments: { city: "Paris" } }]);
+    assert.match(result.toolCalls[0]?.id ?? "", /^call_[a-z0-9]{8}$/, "Ollama 0.13 ids");
+    assert.deepEqual(withoutIds(result.toolCalls), [
+      { name: "get_weather", arguments: { city: "Paris" } },
+    ]);
     assert.equal(result.text, "");
+    assert.equal(result.doneReason, "tool_calls");
   });
 });
 
@@ -175,20 +180,25 @@ Deno.test("chat() returns several tool calls and the text the model said beside 
       { name: "get_weather", arguments: { city: "Oslo", days: 3, detail: { wind: true } } },
       { name: "get_time", arguments: { zone: "Europe/Oslo" } },
     ];
-    assert.deepEqual(chunks.slice(0, -1), [
+    const calls = chunks.at(-2);
+    assert.equal(calls?.type, "tool_calls");
+    if (calls?.type !== "tool_calls") return;
+    assert.deepEqual(chunks.slice(0, -2), [
       { type: "text", text: "Let" },
       { type: "text", text: " me" },
       { type: "text", text: " look" },
       { type: "text", text: " both" },
       { type: "text", text: " up." },
-      { type: "tool_calls", toolCalls: expected },
     ]);
+    assert.deepEqual(withoutIds(calls.toolCalls), expected);
+    const ids = calls.toolCalls.map((c) => c.id);
+    assert.equal(new Set(ids).size, 2, "each call has its own id");
     const last = chunks.at(-1);
     assert.equal(last?.type, "done");
     if (last?.type !== "done") return;
-    assert.deepEqual(last.result.toolCalls, expected);
+    assert.deepEqual(last.result.toolCalls, calls.toolCalls);
     assert.equal(last.result.text, "Let me look both up.");
-    assert.equal(last.result.doneReason, "stop");
+    assert.equal(last.result.doneReason, "tool_calls");
   });
 });
 
@@ -539,16 +549,31 @@ Deno.test("Ollama's 429 reply says requests are rate limited", async () => {
   });
 });
 
-Deno.test("a keep_alive Ollama cannot parse comes back as its 400 with Go's text", async () => {
+Deno.test("a keep_alive Ollama cannot parse is refused before sending, in Go's words", async () => {
   await withDouble(async (double) => {
     await assert.rejects(
       collect(
         provider(double).generate({ model: "llama3.2", prompt: "x", keepAlive: "5 minutes" }),
       ),
       (e: Error) =>
-        e instanceof UpstreamError && e.status === 400 &&
+        e instanceof ArgumentError && e.argument === "keep_alive" &&
         e.message ===
-          `Ollama at ${double.host} reported an error with HTTP 400: time: unknown unit " minutes" in duration "5 minutes"`,
+          `Invalid keep_alive for Ollama: time: unknown unit " minutes" in duration "5 minutes": use a duration such as "10m", "1h30m" or "0", or a number of seconds.`,
     );
+    assert.equal(double.requests.filter((r) => r.path === "/api/generate").length, 0);
+    // The double answers such a value as Ollama does: 400 with Go's text.
+    const response = await fetch(`http://${double.host}/api/generate`, {
+      method: "POST",
+      body: JSON.stringify({ model: "llama3.2", prompt: "x", keep_alive: "5 minutes" }),
+    });
+    assert.equal(response.status, 400);
+    assert.deepEqual(await response.json(), {
+      error: 'time: unknown unit " minutes" in duration "5 minutes"',
+    });
   });
 });
+
+/** Tool calls without their ids (which the double derives), for comparing the rest exactly. */
+function withoutIds(calls: ToolCall[]): Omit<ToolCall, "id">[] {
+  return calls.map(({ id: _id, ...rest }) => rest);
+}

@@ -212,7 +212,8 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
   }
 
   function generate(request: GenerateRequest, options: CallOptions = {}): AsyncGenerator<Chunk> {
-    checkKeepAlive(request.keepAlive);
+    const invalid = keepAliveArgumentError(request.keepAlive);
+    if (invalid) return failing(invalid);
     const needed = neededFor({ images: request.images, think: request.think });
     return complete("/api/generate", generateBody(request), needed, {
       ...options,
@@ -221,14 +222,16 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
   }
 
   function chat(request: ChatRequest, options: CallOptions = {}): AsyncGenerator<Chunk> {
-    checkKeepAlive(request.keepAlive);
+    const invalid = keepAliveArgumentError(request.keepAlive);
+    if (invalid) return failing(invalid);
     const images = request.messages.flatMap((m) => m.images ?? []);
     const needed = neededFor({ images, tools: request.tools, think: request.think });
     return complete("/api/chat", chatBody(request), needed, { ...options, model: request.model });
   }
 
   async function embed(request: EmbedRequest, options: CallOptions = {}): Promise<EmbedResult> {
-    checkKeepAlive(request.keepAlive);
+    const invalid = keepAliveArgumentError(request.keepAlive);
+    if (invalid) throw invalid;
     try {
       // Ollama's /api/embed does not check capabilities itself (the runner fails later
       // with a 500), so Rune refuses a model without "embedding" first, as for vision.
@@ -293,14 +296,19 @@ function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pr
   });
 }
 
-/** Refuses a `keep_alive` Ollama would answer 400 for, in Ollama's words, before sending. */
-function checkKeepAlive(value: string | number | undefined): void {
-  if (value === undefined) return;
+/** The error for a `keep_alive` Ollama would answer 400 for, in Ollama's words; checked before sending. */
+function keepAliveArgumentError(value: string | number | undefined): ArgumentError | undefined {
+  if (value === undefined) return undefined;
   const problem = keepAliveError(value);
-  if (problem !== undefined) {
-    throw new ArgumentError(
-      "keep_alive",
-      `Invalid keep_alive for Ollama: ${problem}: use a duration such as "10m", "1h30m" or "0", or a number of seconds.`,
-    );
-  }
+  if (problem === undefined) return undefined;
+  return new ArgumentError(
+    "keep_alive",
+    `Invalid keep_alive for Ollama: ${problem}: use a duration such as "10m", "1h30m" or "0", or a number of seconds.`,
+  );
+}
+
+/** A chunk stream that fails when read, like any other call that fails. */
+// deno-lint-ignore require-yield
+async function* failing(error: Error): AsyncGenerator<Chunk> {
+  throw error;
 }
