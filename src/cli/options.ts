@@ -7,14 +7,17 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_BYTE_LIMITS, formatBytes } from "../providers/budget.ts";
-import { createOllamaProvider, DEFAULT_OLLAMA_TIMEOUTS } from "../providers/ollama/mod.ts";
-import { parseOllamaHost } from "../providers/ollama_host.ts";
+import { DEFAULT_OLLAMA_TIMEOUTS } from "../providers/ollama/mod.ts";
+import { buildProviders } from "../providers/registry.ts";
 import type { Provider } from "../providers/types.ts";
 
 /** Flags every command that talks to a provider accepts. */
 export const providerFlags = {
+  config: { type: "string" },
   "ollama-host": { type: "string" },
   "connect-timeout": { type: "string" },
   "first-token-timeout": { type: "string" },
@@ -26,6 +29,8 @@ export const providerFlags = {
 
 /** Help text for {@linkcode providerFlags}. */
 export const PROVIDER_FLAGS_HELP = `Provider options:
+  --config FILE               providers and settings (default: $RUNE_CONFIG, else
+                              ~/.config/rune/config.json if it exists)
   --ollama-host HOST          Ollama address (default: $OLLAMA_HOST, else 127.0.0.1:11434)
   --connect-timeout SECS      wait for Ollama's reply headers (default ${
   DEFAULT_OLLAMA_TIMEOUTS.connectMs / 1000
@@ -91,9 +96,18 @@ export function bytesFlag(value: unknown, flag: string): number | undefined {
   return bytes;
 }
 
-/** Builds the providers from parsed flags and the environment. */
-export function providersFromFlags(values: Record<string, unknown>): Provider[] {
-  const host = (values["ollama-host"] as string | undefined) ?? Deno.env.get("OLLAMA_HOST");
+/** The providers and the configuration, from parsed flags, the file and the environment. */
+export interface ProviderSetup {
+  /** The providers to serve, Ollama first. */
+  providers: Provider[];
+  /** The configuration file's content (empty without one). */
+  config: Config;
+  /** The file it came from. */
+  configPath?: string;
+}
+
+/** Builds the providers from parsed flags, the configuration file and the environment. */
+export function loadProviders(values: Record<string, unknown>): ProviderSetup {
   const timeouts = {
     connectMs: secondsFlag(values["connect-timeout"], "connect-timeout"),
     firstTokenMs: secondsFlag(values["first-token-timeout"], "first-token-timeout"),
@@ -110,11 +124,30 @@ export function providersFromFlags(values: Record<string, unknown>): Provider[] 
   for (const key of Object.keys(limits) as (keyof typeof limits)[]) {
     if (limits[key] === undefined) delete limits[key];
   }
-  return [
-    createOllamaProvider({
-      baseUrl: parseOllamaHost(host),
-      timeouts: timeouts as Record<string, number>,
-      limits: limits as Record<string, number>,
-    }),
-  ];
+  const { config, path } = loadConfig({ file: values.config as string | undefined, env });
+  const providers = buildProviders({
+    config,
+    configPath: path,
+    env,
+    ollamaHost: values["ollama-host"] as string | undefined,
+    common: { timeouts, limits },
+  });
+  return { providers, config, configPath: path };
+}
+
+/** Builds the providers from parsed flags, the configuration file and the environment. */
+export function providersFromFlags(values: Record<string, unknown>): Provider[] {
+  return loadProviders(values).providers;
+}
+
+/** Reads a variable; one the permissions do not allow reads as unset (providers then say what to allow). */
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      return undefined;
+    }
+    throw error;
+  }
 }

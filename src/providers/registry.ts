@@ -1,0 +1,189 @@
+/**
+ * The provider registry: one entry per provider type with what it needs
+ * (default base URL, the environment variables of the ecosystem's
+ * conventions, whether it needs a key) and how to create it; and
+ * {@linkcode buildProviders}, which turns the configuration file, the
+ * environment and the flags into the providers the daemon serves.
+ *
+ * Zero-config where the ecosystem has conventions: Ollama is always there
+ * (`OLLAMA_HOST`, `--ollama-host`), `ANTHROPIC_API_KEY` (+
+ * `ANTHROPIC_BASE_URL`) adds `anthropic`, `OPENAI_API_KEY` (+
+ * `OPENAI_BASE_URL`) adds `openai`; the configuration file adds any others
+ * and may redefine these ids. Secrets are read here and handed to providers
+ * as credential sources; nothing logs or returns them.
+ *
+ * @module
+ */
+
+import { ConfigError } from "../config/load.ts";
+import type { Config, ProviderConfig, ProviderType } from "../config/schema.ts";
+import type { ByteLimits } from "./budget.ts";
+import { type CredentialSource, fixedCredential } from "./credential.ts";
+import type { Timeouts } from "./deadline.ts";
+import { createOllamaProvider } from "./ollama/mod.ts";
+import { parseOllamaHost } from "./ollama_host.ts";
+import type { Provider } from "./types.ts";
+
+/** What every provider is created with, from the flags. */
+export interface CommonOptions {
+  /** Deadlines (missing fields: each provider's defaults). */
+  timeouts?: Partial<Timeouts>;
+  /** Byte budgets (missing fields: the defaults). */
+  limits?: Partial<ByteLimits>;
+  /** The `fetch` to use (tests). */
+  fetch?: typeof fetch;
+}
+
+/** A provider entry with everything resolved. */
+export interface ResolvedProvider {
+  /** Provider id. */
+  id: string;
+  /** Base URL. */
+  baseUrl: string;
+  /** Where the key comes from; absent for keyless servers. */
+  credential?: CredentialSource;
+  /** Extra headers. */
+  headers?: Record<string, string>;
+  /** Configured model list. */
+  models?: string[];
+}
+
+/** One provider type. */
+export interface RegistryEntry {
+  /** The type name used in the configuration file. */
+  type: ProviderType;
+  /** Name for people. */
+  label: string;
+  /** Base URL when none is configured. */
+  defaultBaseUrl: string;
+  /** The ecosystem's key variable (zero-config), e.g. `ANTHROPIC_API_KEY`. */
+  keyEnv?: string;
+  /** The ecosystem's base URL variable, e.g. `ANTHROPIC_BASE_URL`. */
+  baseUrlEnv?: string;
+  /** True when calls cannot work without a key. */
+  needsKey: boolean;
+  /** Creates the provider. */
+  create(resolved: ResolvedProvider, common: CommonOptions): Provider;
+}
+
+/** The registry. Anthropic and OpenAI-compatible entries join it in their own modules. */
+export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
+  ollama: {
+    type: "ollama",
+    label: "Ollama",
+    defaultBaseUrl: "http://127.0.0.1:11434",
+    baseUrlEnv: "OLLAMA_HOST",
+    needsKey: false,
+    create: (resolved, common) =>
+      createOllamaProvider({
+        id: resolved.id,
+        baseUrl: resolved.baseUrl,
+        ...(common.timeouts && { timeouts: common.timeouts }),
+        ...(common.limits && { limits: common.limits }),
+        ...(common.fetch && { fetch: common.fetch }),
+      }),
+  },
+};
+
+/** Inputs of {@linkcode buildProviders}. */
+export interface BuildOptions {
+  /** The configuration file's content. */
+  config: Config;
+  /** The file it came from, for messages. */
+  configPath?: string;
+  /** Reads an environment variable (undefined when unset or not allowed). */
+  env: (name: string) => string | undefined;
+  /** `--ollama-host`, if given. */
+  ollamaHost?: string;
+  /** Deadlines, budgets, fetch. */
+  common?: CommonOptions;
+  /** Extra credential lookup (the credential store), tried when no variable holds a key. */
+  storedCredential?: (id: string) => CredentialSource | undefined;
+}
+
+/** A credential that fails every call with advice, for a provider configured without its key. */
+function missingCredential(id: string, advice: string): CredentialSource {
+  return {
+    describe: `no key for "${id}"`,
+    get: () => Promise.reject(new ConfigError(`Provider "${id}" has no API key: ${advice}`)),
+  };
+}
+
+/** The providers to serve, in order: Ollama, zero-config ones, then the file's. */
+export function buildProviders(options: BuildOptions): Provider[] {
+  const { config, env } = options;
+  const common = options.common ?? {};
+  const where = options.configPath ?? "the configuration file";
+  const entries: ProviderConfig[] = [...(config.providers ?? [])];
+  const ids = new Set<string>();
+  for (const entry of entries) {
+    if (ids.has(entry.id)) {
+      throw new ConfigError(
+        `${where}: provider id "${entry.id}" is declared twice: ids must be unique.`,
+      );
+    }
+    ids.add(entry.id);
+  }
+  const zero: ProviderConfig[] = [];
+  if (!ids.has("ollama")) zero.push({ id: "ollama", type: "ollama" });
+  for (const entry of Object.values(REGISTRY)) {
+    if (entry?.keyEnv && entry.type !== "ollama" && !ids.has(entry.type) && env(entry.keyEnv)) {
+      zero.push({ id: entry.type, type: entry.type });
+    }
+  }
+  return [...zero, ...entries].map((entry) => create(entry, { ...options, common, where }));
+}
+
+function create(
+  entry: ProviderConfig,
+  options: BuildOptions & { common: CommonOptions; where: string },
+): Provider {
+  const registry = REGISTRY[entry.type];
+  if (!registry) {
+    throw new ConfigError(
+      `${options.where}: provider "${entry.id}" has type "${entry.type}", which this build of Rune does not support.`,
+    );
+  }
+  const zeroConfig = !(options.config.providers ?? []).some((p) => p.id === entry.id);
+  let baseUrl = entry.base_url ??
+    (zeroConfig && registry.baseUrlEnv ? options.env(registry.baseUrlEnv) : undefined) ??
+    registry.defaultBaseUrl;
+  if (entry.type === "ollama") {
+    // OLLAMA_HOST and --ollama-host follow Ollama's own rules (host, host:port, :port, ...).
+    baseUrl = parseOllamaHost(
+      entry.base_url ?? (zeroConfig ? options.ollamaHost ?? options.env("OLLAMA_HOST") : undefined),
+    );
+  }
+  return registry.create({
+    id: entry.id,
+    baseUrl,
+    credential: credentialFor(entry, registry, { ...options, zeroConfig }),
+    ...(entry.headers && { headers: entry.headers }),
+    ...(entry.models && { models: entry.models }),
+  }, options.common);
+}
+
+/** Where a provider's key comes from, in order: its variable, the credential store. */
+function credentialFor(
+  entry: ProviderConfig,
+  registry: RegistryEntry,
+  options: BuildOptions & { zeroConfig: boolean; where: string },
+): CredentialSource | undefined {
+  const variable = entry.api_key_env ?? (options.zeroConfig ? registry.keyEnv : undefined);
+  const key = variable ? options.env(variable)?.trim() : undefined;
+  if (variable && key) {
+    return fixedCredential(
+      key,
+      options.zeroConfig ? variable : `config entry "${entry.id}" (api_key_env ${variable})`,
+    );
+  }
+  const stored = options.storedCredential?.(entry.id);
+  if (stored) return stored;
+  if (!registry.needsKey) return undefined;
+  return missingCredential(
+    entry.id,
+    variable
+      ? `set ${variable} (and allow it with --allow-env=${variable}), or store one with "rune auth set-key ${entry.id}".`
+      : `set api_key_env for it in ${options.where}, or store one with "rune auth set-key ${entry.id}".`,
+  );
+}
