@@ -224,7 +224,11 @@ async function assertTools(client: MCPClient) {
 type Execute = NonNullable<Awaited<ReturnType<typeof assertTools>>["execute"]>;
 
 /** Runs `ai_ollama_generate` as `generateText` would: through the tool's `execute`. */
-function run(execute: Execute, args: Record<string, unknown>, abortSignal?: AbortSignal) {
+function run(
+  execute: Execute,
+  args: Record<string, unknown>,
+  { signal: abortSignal }: { signal?: AbortSignal } = {},
+) {
   return Promise.resolve(
     execute(args, { toolCallId: "call-1", messages: [], context: {}, abortSignal }),
   ) as Promise<{ content?: unknown; structuredContent?: unknown; isError?: boolean }>;
@@ -236,7 +240,10 @@ function run(execute: Execute, args: Record<string, unknown>, abortSignal?: Abor
  * (in 2026-07-28 its `_meta` is exactly the envelope), so no notification
  * comes back either.
  */
-async function assertGenerates(connection: Connection, execute: Execute, era: Era) {
+async function assertGenerates(
+  connection: Connection,
+  { execute, era }: { execute: Execute; era: Era },
+) {
   const result = await run(execute, { model: "llama3.2", prompt: "one two three four five" });
   assert.equal(result.isError, false, resultText(result));
   assert.equal(resultText(result), "Echo: one two three four five");
@@ -253,7 +260,7 @@ async function assertGenerates(connection: Connection, execute: Execute, era: Er
 async function abortHangingCall(execute: Execute, double: OllamaDouble): Promise<MCPClientError> {
   double.failNext({ kind: "hang-after-headers" });
   const controller = new AbortController();
-  const call = run(execute, { model: "llama3.2", prompt: "x" }, controller.signal);
+  const call = run(execute, { model: "llama3.2", prompt: "x" }, { signal: controller.signal });
   await double.waitForOpenStreams(1);
   controller.abort("cancelled by the test");
   const error = await call.then(
@@ -276,7 +283,7 @@ for (const era of ["2026-07-28", "2025-11-25"] as const) {
     try {
       assertConnected(connection, era);
       const { execute } = await assertTools(connection.client);
-      await assertGenerates(connection, execute, era);
+      await assertGenerates(connection, { execute, era });
       // The HTTP transport aborts the call's fetch; Rune cancels the request whose stream closed.
       await abortHangingCall(execute, double);
       await double.waitForOpenStreams(0);
@@ -304,7 +311,7 @@ for (const era of ["2026-07-28", "2025-11-25"] as const) {
     try {
       assertConnected(connection, era);
       const { execute } = await assertTools(connection.client);
-      await assertGenerates(connection, execute, era);
+      await assertGenerates(connection, { execute, era });
       await abortHangingCall(execute, double);
       await double.waitForOpenStreams(0);
       // The transport turned the abort into the cancel notification for that request.
@@ -330,12 +337,14 @@ Deno.test("AI SDK client over stdio discovers 2026-07-28: tools, generate; abort
   try {
     assertConnected(connection, "2026-07-28");
     const { execute } = await assertTools(connection.client);
-    await assertGenerates(connection, execute, "2026-07-28");
+    await assertGenerates(connection, { execute, era: "2026-07-28" });
 
     // The abort rejects the call at once, but nothing tells Rune: the generation runs to its
     // end and the client drops the result as an answer to an unknown request.
     const controller = new AbortController();
-    const call = run(execute, { model: "llama3.2", prompt: "finished anyway" }, controller.signal);
+    const call = run(execute, { model: "llama3.2", prompt: "finished anyway" }, {
+      signal: controller.signal,
+    });
     await double.waitForOpenStreams(1);
     controller.abort("cancelled by the test");
     await assert.rejects(call, (error: unknown) => {

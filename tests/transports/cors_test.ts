@@ -244,8 +244,7 @@ function assertStreamed(reply: PageReply, token: string, text: string): void {
  */
 async function assertAbortCloses(
   f: Fixture,
-  headers: Record<string, string>,
-  meta: Record<string, unknown>,
+  { headers, meta }: { headers: Record<string, string>; meta: Record<string, unknown> },
 ): Promise<void> {
   const started = await f.page.evaluate(
     `startLong(${JSON.stringify(`${f.daemon.url}/mcp`)}, ${
@@ -320,11 +319,10 @@ async function assertAppWorks(f: Fixture, auth: Record<string, string> = {}): Pr
   });
   assertStreamed(modernCall, "page-1", "Echo: hello from a page");
   assert.equal(modernCall.sessionId, null, "no session in the stateless era");
-  await assertAbortCloses(
-    f,
-    { ...modern, "mcp-method": "tools/call", "mcp-name": "ai_ollama_generate" },
-    ENVELOPE,
-  );
+  await assertAbortCloses(f, {
+    headers: { ...modern, "mcp-method": "tools/call", "mcp-name": "ai_ollama_generate" },
+    meta: ENVELOPE,
+  });
 
   // 2025: initialize; the page reads the session id because rune exposes the header.
   const init = await pageFetch(f.page, url, {
@@ -375,7 +373,7 @@ async function assertAppWorks(f: Fixture, auth: Record<string, string> = {}): Pr
     },
   });
   assertStreamed(legacyCall, "page-2", "Echo: a session from a page");
-  await assertAbortCloses(f, session, {});
+  await assertAbortCloses(f, { headers: session, meta: {} });
 
   // DELETE is not a simple method: the preflight must grant it too.
   const ended = await pageFetch(f.page, url, { method: "DELETE", headers: session });
