@@ -25,49 +25,16 @@ import {
 } from "../sdk_client.ts";
 import { serveArgs } from "../stdio_client.ts";
 import { VERSION } from "../../src/version.ts";
-import { assertCancelAborts, assertStreams, type GenerateFn, TOOLS } from "./generation_checks.ts";
+import {
+  assertCancelAborts,
+  assertStreams,
+  type GenerateFn,
+  tap,
+  TOOLS,
+  type Wire,
+} from "./generation_checks.ts";
 
 type Kind = "stdio" | "websocket" | "http";
-
-/** A JSON-RPC message as the transport carried it. */
-type Message =
-  & { id?: unknown; method?: string; params?: Record<string, unknown> }
-  & Record<
-    string,
-    unknown
-  >;
-
-/** The v1 `Transport` surface the tap needs. */
-interface V1Transport {
-  start(): Promise<void>;
-  send(message: never, options?: unknown): Promise<void>;
-  onmessage?: (message: never, extra?: unknown) => void;
-}
-
-/**
- * Records every message `transport` sends and receives. The v1 client sets
- * `onmessage` before it calls `start`, so wrapping at `start` sees the
- * `initialize` answer too.
- */
-function tap(transport: V1Transport): { sent: Message[]; received: Message[] } {
-  const sent: Message[] = [];
-  const received: Message[] = [];
-  const start = transport.start.bind(transport);
-  transport.start = () => {
-    const deliver = transport.onmessage;
-    transport.onmessage = (message, extra) => {
-      received.push(message as Message);
-      deliver?.(message, extra);
-    };
-    return start();
-  };
-  const send = transport.send.bind(transport);
-  transport.send = (message, options) => {
-    sent.push(message as Message);
-    return send(message, options);
-  };
-  return { sent, received };
-}
 
 /** Starts what one transport needs and connects a v1 client through it. */
 async function connect(kind: Kind, double: OllamaDouble) {
@@ -84,7 +51,7 @@ async function connect(kind: Kind, double: OllamaDouble) {
     return { client, wire, close: () => client.close() };
   }
   const daemon = await startDaemon(double.host);
-  let wire;
+  let wire: Wire;
   try {
     const transport = kind === "websocket"
       ? new WebSocketClientTransport(new URL(daemon.wsUrl))
@@ -145,7 +112,7 @@ for (const kind of ["stdio", "websocket", "http"] as const) {
       const { tools } = await client.listTools();
       assert.deepEqual(tools.map((t) => t.name).sort(), TOOLS);
 
-      await assertStreams(generateWith(client));
+      await assertStreams(generateWith(client), wire);
 
       const error = await assertCancelAborts(generateWith(client), double);
       // The v1 client cancels with notifications/cancelled naming the request.

@@ -21,7 +21,14 @@ import { resultText } from "../mcp_calls.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { serveArgs } from "../stdio_client.ts";
 import { WebSocketTransport } from "../ws_client_transport.ts";
-import { assertCancelAborts, assertStreams, type GenerateFn, TOOLS } from "./generation_checks.ts";
+import {
+  assertCancelAborts,
+  assertStreams,
+  type GenerateFn,
+  tap,
+  TOOLS,
+  type Wire,
+} from "./generation_checks.ts";
 
 const MODERN = { versionNegotiation: { mode: { pin: "2026-07-28" } } } as const;
 
@@ -32,7 +39,7 @@ async function connect(
   kind: Kind,
   double: OllamaDouble,
   options: ConstructorParameters<typeof Client>[1],
-): Promise<{ client: Client; close: () => Promise<void> }> {
+): Promise<{ client: Client; wire: Wire; close: () => Promise<void> }> {
   const client = new Client({ name: "rune-interop-v2", version: "1.0.0" }, options);
   if (kind === "stdio") {
     const transport = new StdioClientTransport({
@@ -41,14 +48,17 @@ async function connect(
       env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
       stderr: "ignore",
     });
+    const wire = tap(transport);
     await client.connect(transport);
-    return { client, close: () => client.close() };
+    return { client, wire, close: () => client.close() };
   }
   const daemon = await startDaemon(double.host);
+  let wire: Wire;
   try {
     const transport: Transport = kind === "websocket"
       ? new WebSocketTransport(daemon.wsUrl)
       : new StreamableHTTPClientTransport(new URL(daemon.mcpUrl));
+    wire = tap(transport);
     await client.connect(transport);
   } catch (error) {
     await daemon.stop();
@@ -56,6 +66,7 @@ async function connect(
   }
   return {
     client,
+    wire,
     close: async () => {
       await client.close();
       await daemon.stop();
@@ -72,13 +83,13 @@ function generateWith(client: Client): GenerateFn {
 for (const kind of ["stdio", "websocket", "http"] as const) {
   Deno.test(`v2 SDK client in the 2026-07-28 era over ${kind}: discover, list, stream, cancel`, async () => {
     const double = await startOllamaDouble();
-    const { client, close } = await connect(kind, double, MODERN);
+    const { client, wire, close } = await connect(kind, double, MODERN);
     try {
       assert.equal(client.getProtocolEra(), "modern");
       assert.equal(client.getServerVersion()?.name, "rune");
       const { tools } = await client.listTools();
       assert.deepEqual(tools.map((t) => t.name).sort(), TOOLS);
-      await assertStreams(generateWith(client));
+      await assertStreams(generateWith(client), wire);
       await assertCancelAborts(generateWith(client), double);
       // The session is still usable after a cancel.
       const list = await client.callTool({ name: "ai_ollama_list_models", arguments: {} });
@@ -91,10 +102,10 @@ for (const kind of ["stdio", "websocket", "http"] as const) {
 
   Deno.test(`v2 SDK client in its default (2025) mode over ${kind}: initialize, stream, cancel`, async () => {
     const double = await startOllamaDouble();
-    const { client, close } = await connect(kind, double, {});
+    const { client, wire, close } = await connect(kind, double, {});
     try {
       assert.equal(client.getProtocolEra(), "legacy");
-      await assertStreams(generateWith(client));
+      await assertStreams(generateWith(client), wire);
       await assertCancelAborts(generateWith(client), double);
     } finally {
       await close();
