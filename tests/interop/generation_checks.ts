@@ -1,6 +1,7 @@
 /**
  * Checks shared by the interop tests: the same streamed generation and the
- * same cancel, asserted identically whichever client library makes the call.
+ * same cancel, asserted identically whichever client library makes the call,
+ * and a {@linkcode tap} that records what went over the client's transport.
  * Each test adapts its client's `callTool` to {@linkcode GenerateFn}.
  *
  * @module
@@ -60,7 +61,9 @@ export type Message = {
 
 /** A client transport of either SDK line, as far as {@linkcode tap} needs it. */
 export interface Tappable {
+  /** Sends one message. */
   send(message: never, options?: never): Promise<void>;
+  /** Installed by the client: receives each message. */
   onmessage?: (message: never, extra?: never) => void;
 }
 
