@@ -21,19 +21,16 @@ import { resultText } from "../mcp_calls.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { serveArgs } from "../stdio_client.ts";
 import { WebSocketTransport } from "../ws_client_transport.ts";
+import {
+  assertCancelAborts,
+  assertStreams,
+  type GenerateFn,
+  tap,
+  TOOLS,
+  type Wire,
+} from "./generation_checks.ts";
 
 const MODERN = { versionNegotiation: { mode: { pin: "2026-07-28" } } } as const;
-
-const TOOLS = [
-  "ai_chat",
-  "ai_embed",
-  "ai_generate",
-  "ai_list_models",
-  "ai_ollama_chat",
-  "ai_ollama_embed",
-  "ai_ollama_generate",
-  "ai_ollama_list_models",
-];
 
 type Kind = "stdio" | "websocket" | "http";
 
@@ -42,7 +39,7 @@ async function connect(
   kind: Kind,
   double: OllamaDouble,
   options: ConstructorParameters<typeof Client>[1],
-): Promise<{ client: Client; close: () => Promise<void> }> {
+): Promise<{ client: Client; wire: Wire; close: () => Promise<void> }> {
   const client = new Client({ name: "rune-interop-v2", version: "1.0.0" }, options);
   if (kind === "stdio") {
     const transport = new StdioClientTransport({
@@ -51,14 +48,17 @@ async function connect(
       env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
       stderr: "ignore",
     });
+    const wire = tap(transport);
     await client.connect(transport);
-    return { client, close: () => client.close() };
+    return { client, wire, close: () => client.close() };
   }
   const daemon = await startDaemon(double.host);
+  let wire: Wire;
   try {
     const transport: Transport = kind === "websocket"
       ? new WebSocketTransport(daemon.wsUrl)
       : new StreamableHTTPClientTransport(new URL(daemon.mcpUrl));
+    wire = tap(transport);
     await client.connect(transport);
   } catch (error) {
     await daemon.stop();
@@ -66,6 +66,7 @@ async function connect(
   }
   return {
     client,
+    wire,
     close: async () => {
       await client.close();
       await daemon.stop();
@@ -73,62 +74,23 @@ async function connect(
   };
 }
 
-/** Streams a generation with progress and checks the deltas add up to the result. */
-async function assertStreams(client: Client): Promise<void> {
-  const deltas: string[] = [];
-  const values: number[] = [];
-  const result = await client.callTool(
-    {
-      name: "ai_ollama_generate",
-      arguments: { model: "llama3.2", prompt: "one two three four five" },
-    },
-    {
-      onprogress: (p) => {
-        values.push(p.progress);
-        deltas.push(p.message ?? "");
-      },
-    },
-  );
-  assert.equal(result.isError, undefined, resultText(result));
-  assert.equal(resultText(result), "Echo: one two three four five");
-  const structured = result.structuredContent as { response: string; done_reason: string };
-  assert.equal(structured.response, "Echo: one two three four five");
-  assert.equal(structured.done_reason, "stop");
-  // Every delta arrived, in order, with strictly increasing progress values.
-  assert.equal(deltas.join(""), "Echo: one two three four five");
-  assert.deepEqual(values, values.map((_, i) => i + 1));
-}
-
-/** Cancels a long generation once it streams; the upstream request must close. */
-async function assertCancelAborts(client: Client, double: OllamaDouble): Promise<void> {
-  const controller = new AbortController();
-  let first!: () => void;
-  const streaming = new Promise<void>((resolve) => (first = resolve));
-  const call = client.callTool(
-    {
-      name: "ai_ollama_generate",
-      arguments: { model: "llama3.2", prompt: "x", options: { num_predict: 100_000 } },
-    },
-    { signal: controller.signal, onprogress: () => first() },
-  );
-  await streaming;
-  assert.equal(double.openStreams, 1, "one upstream stream while generating");
-  controller.abort("cancelled by the test");
-  await assert.rejects(call);
-  await double.waitForOpenStreams(0);
+/** Adapts the v2 client's `callTool` to the shared checks. */
+function generateWith(client: Client): GenerateFn {
+  return (args, options) =>
+    client.callTool({ name: "ai_ollama_generate", arguments: args }, options);
 }
 
 for (const kind of ["stdio", "websocket", "http"] as const) {
   Deno.test(`v2 SDK client in the 2026-07-28 era over ${kind}: discover, list, stream, cancel`, async () => {
     const double = await startOllamaDouble();
-    const { client, close } = await connect(kind, double, MODERN);
+    const { client, wire, close } = await connect(kind, double, MODERN);
     try {
       assert.equal(client.getProtocolEra(), "modern");
       assert.equal(client.getServerVersion()?.name, "rune");
       const { tools } = await client.listTools();
       assert.deepEqual(tools.map((t) => t.name).sort(), TOOLS);
-      await assertStreams(client);
-      await assertCancelAborts(client, double);
+      await assertStreams(generateWith(client), wire);
+      await assertCancelAborts(generateWith(client), double);
       // The session is still usable after a cancel.
       const list = await client.callTool({ name: "ai_ollama_list_models", arguments: {} });
       assert.match(resultText(list), /llama3\.2:latest/);
@@ -140,11 +102,11 @@ for (const kind of ["stdio", "websocket", "http"] as const) {
 
   Deno.test(`v2 SDK client in its default (2025) mode over ${kind}: initialize, stream, cancel`, async () => {
     const double = await startOllamaDouble();
-    const { client, close } = await connect(kind, double, {});
+    const { client, wire, close } = await connect(kind, double, {});
     try {
       assert.equal(client.getProtocolEra(), "legacy");
-      await assertStreams(client);
-      await assertCancelAborts(client, double);
+      await assertStreams(generateWith(client), wire);
+      await assertCancelAborts(generateWith(client), double);
     } finally {
       await close();
       await double.close();
