@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { TOOLS } from "../interop/generation_checks.ts";
 import { startDaemon } from "../daemon.ts";
 import { startOllamaDouble } from "../ollama_double.ts";
 import {
@@ -56,7 +57,7 @@ Deno.test("a Streamable HTTP client lists models, streams, chats and embeds", as
   const client = await httpClient(daemon.mcpUrl);
   try {
     const { tools } = await client.listTools();
-    assert.equal(tools.length, 4);
+    assert.deepEqual(tools.map((t) => t.name).sort(), TOOLS);
     const deltas: string[] = [];
     const generated = await client.callTool(
       { name: "ai_ollama_generate", arguments: { model: "llama3.2", prompt: "via http" } },
@@ -64,7 +65,10 @@ Deno.test("a Streamable HTTP client lists models, streams, chats and embeds", as
       { onprogress: (p) => void deltas.push(p.message ?? "") },
     ) as CallToolResult;
     assert.equal(resultText(generated), "Echo: via http");
-    assert.ok(deltas.length >= 1 && resultText(generated).startsWith(deltas.join("")));
+    // The SDK client may drop progress that arrives in the same read as the result (its
+    // notification handlers run a microtask late), so it sees a prefix; the wire order itself
+    // is asserted in tests/interop/generation_checks.ts.
+    assert.ok(resultText(generated).startsWith(deltas.join("")), deltas.join(""));
     const chat = await client.callTool({
       name: "ai_ollama_chat",
       arguments: { model: "llama3.2", messages: [{ role: "user", content: "hey" }] },
