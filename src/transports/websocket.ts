@@ -34,6 +34,25 @@ export interface WebSocketLimits extends MessageLimits {
 }
 
 /**
+ * The time source of the queue checks. Tests pass a manual one so the
+ * grace period is driven by the test, not by the machine's speed.
+ */
+export interface QueueClock {
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /** Calls `check` every `ms` until the returned function is called. */
+  every(check: () => void, ms: number): () => void;
+}
+
+const SYSTEM_CLOCK: QueueClock = {
+  now: () => performance.now(),
+  every(check, ms) {
+    const timer = setInterval(check, ms);
+    return () => clearInterval(timer);
+  },
+};
+
+/**
  * Memory a queued WebSocket message holds beyond its payload, measured on
  * Deno 2.9 (about 1.5 KB per send).
  */
@@ -61,6 +80,8 @@ export interface WebSocketSession {
 export interface AttachOptions extends WebSocketLimits {
   /** Called with transport errors and closes caused by limits. */
   onError?: (error: Error) => void;
+  /** Time source of the queue checks. Default: `performance.now` and `setInterval`. */
+  clock?: QueueClock;
 }
 
 /**
@@ -77,6 +98,7 @@ export function attachWebSocket(
   const hardCap = options.hardCap ?? 8 * 1024 * 1024;
   const graceMs = options.graceMs ?? 10_000;
   const pollMs = options.pollMs ?? 5;
+  const clock = options.clock ?? SYSTEM_CLOCK;
   let open = true;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -87,7 +109,7 @@ export function attachWebSocket(
   // Messages sent since the queue was last seen empty.
   let unsettled = 0;
   const waiting = new Set<() => void>();
-  let poll: ReturnType<typeof setInterval> | undefined;
+  let stopPolling: (() => void) | undefined;
 
   function close(code: number = CLOSE.normal, reason = ""): void {
     if (!open) return;
@@ -102,8 +124,8 @@ export function attachWebSocket(
 
   function teardown(): void {
     open = false;
-    clearInterval(poll);
-    poll = undefined;
+    stopPolling?.();
+    stopPolling = undefined;
     for (const wake of waiting) wake();
     waiting.clear();
     transport.ended();
@@ -122,7 +144,7 @@ export function attachWebSocket(
   }
 
   function checkQueue(): void {
-    const now = performance.now();
+    const now = clock.now();
     const payload = socket.bufferedAmount;
     const cost = queued();
     // Stuck: over the hard cap, or a send waits on a queue that does not drain.
@@ -146,13 +168,13 @@ export function attachWebSocket(
     }
     // Keep watching while anyone waits or the queue is over the hard cap (the grace must run).
     if (waiting.size === 0 && overSince === undefined) {
-      clearInterval(poll);
-      poll = undefined;
+      stopPolling?.();
+      stopPolling = undefined;
     }
   }
 
   function watch(): void {
-    poll ??= setInterval(checkQueue, pollMs);
+    stopPolling ??= clock.every(checkQueue, pollMs);
   }
 
   function belowHighWater(): Promise<void> {
