@@ -1,8 +1,8 @@
 /**
  * Shared helpers of the fault tests: a daemon process that can speak stdio
  * and the network at once, raw line and WebSocket drivers that see every
- * message on the wire, a seeded PRNG, an overall bound for awaited events
- * and the daemon's resident memory.
+ * message on the wire, a seeded PRNG and an overall bound for awaited
+ * events.
  *
  * The daemon is spawned here rather than through `tests/daemon.ts` so the
  * fault tests can hold its stdin/stdout (stdio fuzzing) and its network
@@ -261,21 +261,6 @@ export async function within<T>(ms: number, what: string, promise: Promise<T>): 
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * The resident set size of process `pid` in bytes: `VmRSS` of
- * `/proc/PID/status`, read through `cat` because Deno only lets a process
- * with every permission read another process's `/proc` entries.
- */
-export async function rssBytes(pid: number): Promise<number> {
-  const output = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
-    stderr: "null",
-  }).output();
-  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(new TextDecoder().decode(output.stdout));
-  if (!output.success || !match) throw new Error(`cannot read VmRSS of process ${pid}`);
-  return Number(match[1]) * 1024;
 }
 
 /** A seeded PRNG (mulberry32) returning floats in [0, 1). */
