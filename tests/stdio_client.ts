@@ -5,14 +5,11 @@
  * @module
  */
 
+import { DEV_PERMISSIONS } from "../scripts/permissions.ts";
 import { Client, StdioClientTransport } from "./sdk_client.ts";
 
 /** The permissions `deno task serve` uses. */
-export const SERVE_PERMISSIONS = [
-  "--allow-net=127.0.0.1,localhost,[::1]",
-  "--allow-env=OLLAMA_HOST,RUNE_TOKEN,RUNE_MODEL,NO_COLOR",
-  "--allow-read",
-];
+export const SERVE_PERMISSIONS: readonly string[] = DEV_PERMISSIONS;
 
 /**
  * A clean environment for child daemons: only what Deno needs to find its
