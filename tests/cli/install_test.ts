@@ -228,3 +228,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test("deno task double listens where rune looks and prints the OLLAMA_HOST to export", async () => {
+  assert.match(tasks().double, / tests\/ollama_double\.ts --port 11434$/);
+  // Port 11434 may be taken on a developer's machine; a later --port wins, as for users.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "double", "--port", "0"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines());
+  const printed: string[] = [];
+  for await (const line of lines) {
+    printed.push(line);
+    if (printed.length === 2) child.kill("SIGTERM");
+  }
+  await child.status;
+  const port = /^listening http:\/\/127\.0\.0\.1:(\d+)$/.exec(printed[0])?.[1];
+  assert.ok(port, printed.join("\n"));
+  assert.deepEqual(printed, [
+    `listening http://127.0.0.1:${port}`,
+    `export OLLAMA_HOST=127.0.0.1:${port}`,
+  ]);
+});
