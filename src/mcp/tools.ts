@@ -124,6 +124,10 @@ const modelInfoSchema = z.object({
   modified_at: z.string().optional(),
   loaded: z.boolean().describe("Whether the model is in memory now (answers without a load)."),
   expires_at: z.string().optional().describe("When a loaded model will be unloaded."),
+  capabilities: z.array(z.string()).optional().describe(
+    'What the model can do ("completion", "streaming", "vision", "tools", "embeddings", ' +
+      '"thinking"), when the provider lists it; "completion" means it can generate text.',
+  ),
 });
 
 /** Output of `ai_<provider>_list_models`. */
@@ -261,6 +265,8 @@ export function listModelsContent(
         modified_at: m.modifiedAt,
         loaded: m.loaded !== undefined,
         expires_at: m.loaded?.expiresAt,
+        capabilities: m.capabilities &&
+          Object.entries(m.capabilities).filter(([, on]) => on).map(([name]) => name),
       })
     ),
   };

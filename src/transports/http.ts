@@ -1,7 +1,7 @@
 /**
  * The network side of the daemon as one request handler: `GET /ws` (MCP
  * over WebSocket), `/mcp` (MCP Streamable HTTP with sessions), `GET
- * /healthz` and the `GET /` playground page.
+ * /healthz` and the playground (`GET /` and its script and stylesheet).
  *
  * {@linkcode createHandler} builds the handler from its dependencies and
  * knows nothing of listening; `cli/serve.ts` passes it to `Deno.serve`.
@@ -21,7 +21,7 @@ import {
   JSONRPC_PARSE_ERROR,
   TOO_MANY_REQUESTS,
 } from "./jsonrpc.ts";
-import { PLAYGROUND_HTML } from "./playground.ts";
+import { playgroundResponse } from "./playground.ts";
 import {
   checkHost,
   checkRequest,
@@ -328,15 +328,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     const foreignHost = checkHost(request, deps.security);
     if (foreignHost) return jsonError(foreignHost.status, foreignHost.message);
     if (url.pathname === "/healthz" && request.method === "GET") return await health(request);
-    if (url.pathname === "/" && request.method === "GET") {
-      return new Response(PLAYGROUND_HTML, {
-        headers: {
-          "content-type": "text/html; charset=utf-8",
-          "content-security-policy":
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
-        },
-      });
-    }
+    const page = request.method === "GET" ? playgroundResponse(url.pathname) : undefined;
+    if (page) return page;
     if (url.pathname !== "/ws" && url.pathname !== "/mcp") {
       return new Response("Not found. Endpoints: GET /ws, /mcp, GET /healthz, GET /\n", {
         status: 404,
