@@ -97,11 +97,11 @@ Deno.test("rune ai list prints a table of models", async () => {
     const run = await rune(["ai", "list"], { host: double.host });
     assert.equal(run.code, 0, run.stderr);
     const lines = run.stdout.trim().split("\n");
-    assert.match(lines[0], /^NAME\s+SIZE\s+PARAMS\s+QUANT/);
-    assert.ok(
-      lines.some((l) => /^llama3\.2:latest\s+2\.\d GB\s+3\.2B\s+Q4_K_M/.test(l)),
-      run.stdout,
-    );
+    assert.match(lines[0], /^NAME\s+SIZE\s+PARAMS\s+QUANT\s+FAMILY\s+MODIFIED\s+LOADED$/);
+    assert.equal(lines.length, 5, run.stdout);
+    // The date is written in the machine's time zone, as Ollama does.
+    assert.match(lines[1], /^llama3\.2:latest\s+2\.0 GB\s+3\.2B\s+Q4_K_M\s+llama\s+2025-10-1[34]$/);
+    assert.match(lines[4], /^all-minilm:latest\s+46 MB\s+23M\s+F16\s+bert\s+2025-10-0[45]$/);
   });
 });
 
