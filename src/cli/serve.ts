@@ -299,16 +299,16 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
 
   let stdioTransport: MessageTransport | undefined;
-  const network = useNetwork
-    ? await listen(values, { providers, log, stdioSessions: () => stdioTransport ? 1 : 0 })
-    : undefined;
-
   const stop = new AbortController();
   const stopStdio = new AbortController();
   const onSignal = () => stop.abort();
+  // Before the "listening on" line: a SIGTERM right after it must still stop cleanly.
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
+    const network = useNetwork
+      ? await listen(values, { providers, log, stdioSessions: () => stdioTransport ? 1 : 0 })
+      : undefined;
     const stdioDone = useStdio
       ? serveStdioSession(providers, log, {
         signal: stopStdio.signal,

@@ -87,3 +87,14 @@ Deno.test("rune serve is ready before the provider answers its first check", asy
     await upstream.shutdown();
   }
 });
+
+Deno.test("rune serve stopped as soon as it says it listens exits cleanly", async () => {
+  // The signal handlers are in place before the "listening on" line; before that fix a SIGTERM
+  // sent on the line could kill the process (143) instead of stopping it (0).
+  for (let i = 0; i < 3; i++) {
+    const daemon = await startDaemon("127.0.0.1:9");
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    assert.match(daemon.stderr(), /rune info: stopped\n$/);
+  }
+});
