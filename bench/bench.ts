@@ -2,17 +2,19 @@
  * `deno task bench`: measures Rune against an instantly answering Ollama
  * double (and a stamping token emitter for the streaming sections), side
  * by side with the npm MCP server `ollama-mcp`, and writes the results
- * table to `bench/RESULTS.md`.
+ * table to `--out FILE` (default `bench/out/RESULTS.md`, an ignored
+ * folder; `--out bench/RESULTS.md` updates the tracked results on purpose).
  *
  * Processes: the Ollama double and the emitter run as their own Deno
  * processes, each daemon under test as its own process, and the clients in
  * this process; all on loopback, all stopped at the end. `--quick` runs
  * every section with small counts (for trying the benchmark itself) and
- * only prints its table.
+ * only prints its table unless `--out` is given.
  *
  * @module
  */
 
+import { parseArgs } from "node:util";
 import {
   describeMachine,
   loadAverage,
@@ -32,6 +34,7 @@ import {
   measureCapacity,
   measureColdStart,
   measureDisconnect,
+  measureDisconnectStorm,
   measureList,
   measureOverhead,
   measureRelay,
@@ -68,6 +71,10 @@ export interface Plan {
   stalledMs: number;
   /** Cold starts per server. */
   coldStarts: number;
+  /** Clients per wave of the disconnect storm. */
+  stormClients: number;
+  /** How long the storm waits after each wave before reading RSS, ms. */
+  stormSettleMs: number;
 }
 
 const FULL: Plan = {
@@ -81,6 +88,8 @@ const FULL: Plan = {
   cancels: 20,
   stalledMs: 8_000,
   coldStarts: 20,
+  stormClients: 200,
+  stormSettleMs: 5_000,
 };
 
 const QUICK: Plan = {
@@ -94,6 +103,8 @@ const QUICK: Plan = {
   cancels: 5,
   stalledMs: 3_000,
   coldStarts: 3,
+  stormClients: 50,
+  stormSettleMs: 1_000,
 };
 
 /** The daemon's default --high-water-mark, used for the target check. */
@@ -195,6 +206,29 @@ async function capacitySection(
   await fresh.stop();
 }
 
+async function stormSection(plan: Plan, cleanup: Cleanup, results: Results): Promise<void> {
+  log(`disconnect storm: 2 waves of ${plan.stormClients} clients dropping a stalled stream`);
+  // An upstream that sends one token, then nothing for an hour: every stream stays open.
+  const stalling = await startService("tests/ollama_double.ts", ["--allow-net=127.0.0.1"], [
+    "--port",
+    "0",
+    "--token-delay-ms",
+    "3600000",
+  ]);
+  cleanup.add(() => stalling.stop());
+  const stormDaemon = await daemon(cleanup, stalling.host, [
+    "--max-sessions",
+    String(plan.stormClients * 2),
+  ]);
+  results.disconnectStorm = await measureDisconnectStorm(
+    stormDaemon,
+    plan.stormClients,
+    plan.stormSettleMs,
+  );
+  await stormDaemon.stop();
+  await stalling.stop();
+}
+
 async function streamingSections(
   plan: Plan,
   emitter: Service,
@@ -290,6 +324,7 @@ export async function runBench(plan: Plan, outFile?: string): Promise<string> {
 
     await latencySections(plan, double, peerCommand, cleanup, results);
     await capacitySection(plan, double, cleanup, results);
+    await stormSection(plan, cleanup, results);
     await streamingSections(plan, emitter, cleanup, results);
     await coldStartSection(plan, double, peerCommand, results);
   } finally {
@@ -302,10 +337,18 @@ export async function runBench(plan: Plan, outFile?: string): Promise<string> {
   return markdown;
 }
 
+/** Where a full run writes its results unless told otherwise: an ignored folder. */
+export const DEFAULT_OUT = "bench/out/RESULTS.md";
+
 if (import.meta.main) {
-  const quick = Deno.args.includes("--quick");
-  const out = quick ? undefined : new URL("./RESULTS.md", import.meta.url).pathname;
-  const markdown = await runBench(quick ? QUICK : FULL, out);
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { quick: { type: "boolean" }, out: { type: "string" } },
+  });
+  // The tracked bench/RESULTS.md changes only on purpose: --out bench/RESULTS.md.
+  const out = values.out ?? (values.quick ? undefined : DEFAULT_OUT);
+  if (out?.includes("/")) await Deno.mkdir(out.slice(0, out.lastIndexOf("/")), { recursive: true });
+  const markdown = await runBench(values.quick ? QUICK : FULL, out);
   console.log(markdown);
-  log(out ? `wrote ${out}` : "quick run: nothing written");
+  log(out ? `wrote ${out}` : "quick run: nothing written (--out FILE writes it)");
 }

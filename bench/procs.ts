@@ -7,6 +7,7 @@
  * @module
  */
 
+import { DEV_PERMISSIONS } from "../scripts/permissions.ts";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
@@ -222,11 +223,7 @@ export async function preparePeer(): Promise<PeerCommand> {
 }
 
 /** The permissions `deno task serve` grants the daemon. */
-export const RUNE_PERMISSIONS: readonly string[] = [
-  "--allow-net=127.0.0.1,localhost,[::1]",
-  "--allow-env=OLLAMA_HOST,RUNE_TOKEN,RUNE_MODEL,NO_COLOR",
-  "--allow-read",
-];
+export const RUNE_PERMISSIONS: readonly string[] = DEV_PERMISSIONS;
 
 /** The daemon's entry point and config. */
 export const RUNE_MAIN = `${ROOT}src/main.ts`;

@@ -6,7 +6,14 @@
  * @module
  */
 
-import type { Capacity, Relay, Stalled, Throughput, ToolNames } from "./scenarios.ts";
+import type {
+  Capacity,
+  DisconnectStorm,
+  Relay,
+  Stalled,
+  Throughput,
+  ToolNames,
+} from "./scenarios.ts";
 import { bytes, count, ms, type Summary } from "./stats.ts";
 
 /** Everything one run measured. */
@@ -49,6 +56,8 @@ export interface Results {
   cancel: { latency: Summary; missed: number };
   /** WebSocket dropped mid-stream to upstream close. */
   disconnect: { latency: Summary; missed: number };
+  /** Waves of clients that drop a streaming call. */
+  disconnectStorm: DisconnectStorm;
   /** Client that stops reading, at the default high-water mark. */
   stalled: Stalled;
   /** The same at each high-water mark tried. */
@@ -65,6 +74,13 @@ export interface Results {
   /** Wall time of the run, seconds. */
   durationSeconds: number;
 }
+
+/**
+ * How much RSS a second wave of disconnecting clients may leave beyond the
+ * first: V8 returns memory lazily, so this is generous; a leak of what the
+ * wave's sessions held would exceed it.
+ */
+export const STORM_ALLOWANCE = 64 * 1024 * 1024;
 
 /** Memory a non-reading client may cost beyond the high-water mark. */
 export const STALLED_ALLOWANCE = 8 * 1024 * 1024;
@@ -193,6 +209,14 @@ function targetRows(r: Results): Row[] {
       mb(t100?.peakRss ?? NaN),
       "—",
       "",
+    ],
+    [
+      `${r.disconnectStorm.clients} clients drop mid-stream, 2nd wave: RSS left (after − after 1st)`,
+      `${mb(r.disconnectStorm.after - r.disconnectStorm.baseline)} (peak ${
+        mb(r.disconnectStorm.peak)
+      })`,
+      `≤ ${mb(STORM_ALLOWANCE)}`,
+      mark(r.disconnectStorm.after - r.disconnectStorm.baseline <= STORM_ALLOWANCE),
     ],
     [
       "Non-reading client: RSS growth (peak − before)",

@@ -522,6 +522,67 @@ export async function measureDisconnect(
   return { latency: summarize(latencies), missed };
 }
 
+/** The daemon's memory around waves of clients that vanish mid-stream. */
+export interface DisconnectStorm {
+  /** Clients per wave. */
+  clients: number;
+  /** RSS once the first wave has gone (compiled code, heap and pools at working size), bytes. */
+  baseline: number;
+  /** RSS with the second wave's streams open, bytes. */
+  peak: number;
+  /** RSS once the second wave has gone, bytes. */
+  after: number;
+}
+
+async function openSessions(daemon: RuneDaemon): Promise<number> {
+  const health = await (await fetch(`${daemon.url}/healthz`)).json();
+  return health.sessions.websocket + health.sessions.http;
+}
+
+/**
+ * Two waves of `clients` WebSocket clients that each start a generate with
+ * progress against an upstream that stalls after its first token, then
+ * close without cancelling. RSS is read after each wave has gone and its
+ * sessions are closed, plus `settleMs` for V8 to give memory back.
+ */
+export async function measureDisconnectStorm(
+  daemon: RuneDaemon,
+  clients: number,
+  settleMs: number,
+): Promise<DisconnectStorm> {
+  const wave = async (): Promise<number> => {
+    const sockets: WsClient[] = [];
+    const streaming: Promise<void>[] = [];
+    try {
+      for (let i = 0; i < clients; i++) {
+        const client = await openWs(daemon);
+        sockets.push(client);
+        const first = Promise.withResolvers<void>();
+        client.request("tools/call", {
+          name: RUNE_TOOLS.generate,
+          // The double plans every token up front: a modest count, which the stall never reaches.
+          arguments: { model: MODEL, prompt: PROMPT, options: { num_predict: 5_000 } },
+        }, { onProgress: () => first.resolve() }).then(
+          (result) =>
+            first.reject(new Error(`a storm call ended early: ${JSON.stringify(result)}`)),
+          (error) => first.reject(error),
+        );
+        streaming.push(first.promise);
+      }
+      await Promise.all(streaming);
+      return await rssBytes(daemon.pid);
+    } finally {
+      await Promise.all(sockets.map((client) => client.close()));
+      while (await openSessions(daemon) > 0) await sleep(100);
+      await sleep(settleMs);
+    }
+  };
+  await wave();
+  const baseline = await rssBytes(daemon.pid);
+  const peak = await wave();
+  return { clients, baseline, peak, after: await rssBytes(daemon.pid) };
+}
+
 /** Result of the stalled-client run. */
 export interface Stalled {
   /** The daemon's --high-water-mark, bytes. */

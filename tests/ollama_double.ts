@@ -15,8 +15,12 @@
  * Standalone use (benchmarks, manual `rune serve` tries):
  *
  * ```sh
- * deno run --allow-net tests/ollama_double.ts --port 11434 --token-delay-ms 20
+ * deno task double                      # port 11434, where rune looks by default
+ * deno task double --port 0 --token-delay-ms 20
  * ```
+ *
+ * It prints `listening http://127.0.0.1:PORT` and the `export OLLAMA_HOST=...`
+ * line that points `rune` at it.
  *
  * @module
  */
@@ -1777,11 +1781,23 @@ if (import.meta.main) {
       "token-delay-ms": { type: "string", default: "0" },
     },
   });
-  const double = await startOllamaDouble({
-    port: Number(values.port),
-    tokenDelayMs: Number(values["token-delay-ms"]),
-  });
+  let double: OllamaDouble;
+  try {
+    double = await startOllamaDouble({
+      port: Number(values.port),
+      tokenDelayMs: Number(values["token-delay-ms"]),
+    });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    console.error(
+      `error: port ${values.port} is in use (a real Ollama?): stop it, or pick another port ` +
+        "with --port N (0 picks a free one) and export the OLLAMA_HOST line this prints.",
+    );
+    Deno.exit(1);
+  }
   console.log(`listening ${double.url}`);
+  // What `rune` needs to find it (11434 is where it looks by default).
+  console.log(`export OLLAMA_HOST=${double.host}`);
   const stop = async () => {
     await double.close();
     Deno.exit(0);

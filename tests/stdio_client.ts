@@ -5,21 +5,20 @@
  * @module
  */
 
+import { DEV_PERMISSIONS } from "../scripts/permissions.ts";
 import { Client, StdioClientTransport } from "./sdk_client.ts";
 
 /** The permissions `deno task serve` uses. */
-export const SERVE_PERMISSIONS = [
-  "--allow-net=127.0.0.1,localhost,[::1]",
-  "--allow-env=OLLAMA_HOST,RUNE_TOKEN,RUNE_MODEL,NO_COLOR",
-  "--allow-read",
-];
+export const SERVE_PERMISSIONS: readonly string[] = DEV_PERMISSIONS;
 
 /**
  * A clean environment for child daemons: only what Deno needs to find its
  * cache, so a developer's OLLAMA_HOST or RUNE_TOKEN cannot leak into tests.
  */
 export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
+  // A configuration directory that does not exist: the developer's ~/.config/rune/config.json
+  // (or a cloud key variable) must not change what the tests see.
+  const env: Record<string, string> = { NO_COLOR: "1", XDG_CONFIG_HOME: "/nonexistent/rune-tests" };
   for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;

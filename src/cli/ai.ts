@@ -273,6 +273,11 @@ async function printStream(
         endsWithNewline = true;
       }
     }
+  } catch (error) {
+    // A failure mid-reply goes on its own line of stderr, not glued to the partial text.
+    if (thinkingOpen) io.err("\n");
+    if (!options.json && !endsWithNewline) await io.out("\n").catch(() => {});
+    throw error;
   } finally {
     spinner.stop();
   }

@@ -26,6 +26,24 @@ Environment: OLLAMA_HOST (Ollama address), RUNE_MODEL (default model),
 RUNE_TOKEN (bearer token for network clients), NO_COLOR.
 Exit codes: 0 success, 1 failure (message on stderr), 2 usage error, 130 interrupted.`;
 
+/**
+ * Explains a permission Deno refused (`NotCapable`): which one, and how to
+ * grant it. Deno's own message names the permission and the target, e.g.
+ * `Requires env access to "HOME", run again with the --allow-env flag`.
+ */
+export function permissionHint(error: Error): string {
+  const match = /Requires (\w+) access to "([^"]*)"(?:, run again with the (--allow-[\w-]+) flag)?/
+    .exec(error.message);
+  const how = 'see "Permissions" in README.md for what each way of running Rune grants.';
+  if (!match) {
+    return `${error.message}\nDeno refused a permission Rune was not started with; ${how}`;
+  }
+  const [, kind, target, flag = `--allow-${kind}`] = match;
+  return `Deno refused ${kind} access to ${JSON.stringify(target)}: Rune was started without ` +
+    `that permission. Grant it by adding ${flag}=${target} to the command that starts Rune ` +
+    `(or widen the ${flag} it has); ${how}`;
+}
+
 /** Runs the CLI with `args`; resolves to the process exit code. */
 export async function main(args: string[], io: Io = processIo()): Promise<number> {
   try {
@@ -63,12 +81,13 @@ export async function main(args: string[], io: Io = processIo()): Promise<number
       io.err(`${style(io, "red", "error")}: ${error.message}\n`);
       return 1;
     }
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      io.err(
-        `${style(io, "red", "error")}: ${
-          (error as Error).message
-        }\nRune runs with explicit permissions; to reach a non-local Ollama, add its host to --allow-net.\n`,
-      );
+    if (error instanceof Deno.errors.NotCapable) {
+      io.err(`${style(io, "red", "error")}: ${permissionHint(error)}\n`);
+      return 1;
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      // The operating system refused (a file's mode, a privileged port), not Deno's sandbox.
+      io.err(`${style(io, "red", "error")}: ${error.message}\n`);
       return 1;
     }
     throw error;

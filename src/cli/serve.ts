@@ -139,6 +139,68 @@ async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void
   clearTimeout(timer);
 }
 
+/**
+ * Says why `Deno.serve` could not listen on `hostname:port` and what to do;
+ * anything unexpected is returned as is (a bug, rethrown).
+ */
+export function listenError(hostname: string, port: number, cause: unknown): unknown {
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  // --allow-net=HOST grants every port, which --port 0 needs.
+  const target = port === 0 ? host : `${host}:${port}`;
+  if (cause instanceof Deno.errors.AddrInUse) {
+    return new RuneError(
+      `Port ${port} on ${hostname} is already in use: pick another with --port, or --port 0.`,
+      { cause },
+    );
+  }
+  if (cause instanceof Deno.errors.NotCapable) {
+    return new RuneError(
+      `Deno's permissions do not let Rune listen on ${target}: it was started with --allow-net ` +
+        `for other addresses only (the deno tasks allow loopback only). Add ` +
+        `--allow-net=${target} to the "deno run" command that starts Rune, or use the installed ` +
+        `rune ("deno task install"), which may listen on any address you give it.`,
+      { cause },
+    );
+  }
+  if (cause instanceof Deno.errors.PermissionDenied) {
+    return new RuneError(
+      `The operating system does not let Rune listen on ${target} (${cause.message}): ports ` +
+        `below 1024 need privileges; pick --port 1024 or above.`,
+      { cause },
+    );
+  }
+  return cause;
+}
+
+/**
+ * Pings each provider once, without holding up the daemon, and logs what
+ * answered: a stopped Ollama shows at start instead of at the first call.
+ * Bounded by each provider's connect timeout and by `signal` (shutdown).
+ */
+export async function reportProviders(
+  providers: Provider[],
+  log: Logger,
+  options: {
+    /** Aborted at shutdown. */
+    signal?: AbortSignal;
+  } = {},
+): Promise<void> {
+  await Promise.all(providers.map(async (provider) => {
+    try {
+      const version = await provider.ping({ signal: options.signal });
+      log("info", `provider ${provider.id} at ${provider.address} answers (version ${version})`);
+    } catch (error) {
+      if (options.signal?.aborted) return;
+      log(
+        "warning",
+        `provider ${provider.id} at ${provider.address} did not answer its start-up check: ` +
+          `${(error as Error).message} (Rune keeps serving; calls to ${provider.id} fail until ` +
+          "this is fixed)",
+      );
+    }
+  }));
+}
+
 interface Listener {
   handler: Handler;
   server: Deno.HttpServer<Deno.NetAddr>;
@@ -206,15 +268,7 @@ async function listen(
       },
     }, handler);
   } catch (cause) {
-    if (cause instanceof Deno.errors.AddrInUse) {
-      throw new RuneError(
-        `Port ${port} on ${hostname} is already in use: pick another with --port, or --port 0.`,
-        {
-          cause,
-        },
-      );
-    }
-    throw cause;
+    throw listenError(hostname, port, cause);
   }
   const addr = server.addr;
   const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
@@ -264,16 +318,16 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
 
   let stdioTransport: MessageTransport | undefined;
-  const network = useNetwork
-    ? await listen(values, { providers, log, stdioSessions: () => stdioTransport ? 1 : 0 })
-    : undefined;
-
   const stop = new AbortController();
   const stopStdio = new AbortController();
   const onSignal = () => stop.abort();
+  // Before the "listening on" line: a SIGTERM right after it must still stop cleanly.
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
+    const network = useNetwork
+      ? await listen(values, { providers, log, stdioSessions: () => stdioTransport ? 1 : 0 })
+      : undefined;
     const stdioDone = useStdio
       ? serveStdioSession(providers, log, {
         signal: stopStdio.signal,
@@ -291,8 +345,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
         stop.abort();
       })
       : undefined;
-    if (useStdio) log("info", `serving MCP on stdio (Ollama at ${providers[0].address})`);
-    else log("info", `Ollama at ${providers[0].address}`);
+    if (useStdio) log("info", "serving MCP on stdio");
+    const pinged = reportProviders(providers, log, { signal: stop.signal });
 
     await new Promise<void>((resolve) => {
       if (stop.signal.aborted) resolve();
@@ -311,6 +365,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     // A client stuck mid-request (a stalled body) must not hold the exit forever.
     if (network) await settleWithin(network.server.shutdown(), graceMs);
     await stdioDone;
+    await pinged;
     log("info", "stopped");
     return 0;
   } finally {

@@ -1,7 +1,7 @@
 /**
  * The network side of the daemon as one request handler: `GET /ws` (MCP
  * over WebSocket), `/mcp` (MCP Streamable HTTP, both protocol eras), `GET
- * /healthz` and the `GET /` playground page.
+ * /healthz` and the playground (`GET /` and its script and stylesheet).
  *
  * {@linkcode createHandler} builds the handler from its dependencies and
  * knows nothing of listening; `cli/serve.ts` passes it to `Deno.serve`.
@@ -18,7 +18,7 @@ import { VERSION } from "../version.ts";
 import { createAuthLimiter } from "./auth_limiter.ts";
 import { preflight, withCors } from "./cors.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST } from "./jsonrpc.ts";
-import { PLAYGROUND_HTML } from "./playground.ts";
+import { playgroundResponse } from "./playground.ts";
 import { readJsonBody } from "./request_body.ts";
 import {
   authenticate,
@@ -315,15 +315,8 @@ export function createHandler(deps: HandlerDeps): Handler {
         headers: { allow: "GET, HEAD" },
       });
     }
-    if (url.pathname === "/" && request.method === "GET") {
-      return new Response(PLAYGROUND_HTML, {
-        headers: {
-          "content-type": "text/html; charset=utf-8",
-          "content-security-policy":
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
-        },
-      });
-    }
+    const page = request.method === "GET" ? playgroundResponse(url.pathname) : undefined;
+    if (page) return page;
     if (url.pathname !== "/ws" && url.pathname !== "/mcp") {
       return new Response("Not found. Endpoints: GET /ws, /mcp, GET /healthz, GET /\n", {
         status: 404,

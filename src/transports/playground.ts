@@ -1,67 +1,53 @@
 /**
- * The playground page served at `GET /`: a single self-contained HTML
- * document (inline style and script, no external resources, no build step)
- * that works under the page's CSP `default-src 'none'; script-src
- * 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:`.
+ * The playground served at `GET /`: a page, its stylesheet
+ * (`/playground.css`) and its script (`/playground.js`), with no other
+ * resources and no build step. Script and style come only from the page's
+ * own origin: the Content-Security-Policy allows nothing inline, the page
+ * cannot be framed, and responses are never sniffed or sent a referrer
+ * (see {@linkcode PLAYGROUND_HEADERS}).
  *
  * In the browser it speaks MCP over WebSocket to `/ws` on the same host
  * (subprotocol `mcp`, plus `bearer.TOKEN` when a token is entered or given
  * as `#token=...` in the URL), does the `initialize` handshake, lists the
- * models with `ai_ollama_list_models` and streams `ai_ollama_generate`
- * through `notifications/progress`; Cancel sends `notifications/cancelled`.
+ * models that can generate text with `ai_ollama_list_models` (a model
+ * whose `capabilities` lack `completion`, e.g. an embedding model, is left
+ * out; a model without capabilities is offered) and streams
+ * `ai_ollama_generate` through `notifications/progress`; Cancel sends
+ * `notifications/cancelled`. While a thinking model reasons before its
+ * answer, the reasoning shows in an open box and the status says
+ * "thinking…"; when the answer starts the box folds away. An empty output
+ * (cancelled early, or a token limit spent thinking) says why in a note.
  *
  * Stable element ids (used by `tests/transports/playground_test.ts`):
  * `#status` (connection; `data-state` is `connecting`, `connected` or
  * `disconnected`), `#token`, `#connect`, `#model` (`data-loads` counts
- * completed model listings), `#refresh`, `#prompt`, `#max-tokens`,
- * `#generate`, `#cancel`, `#run-status` (`data-state` is `idle`,
- * `generating`, `done`, `failed` or `cancelled`), `#output`, `#thinking`
- * and `#error`.
+ * completed model listings), `#model-hint`, `#refresh`, `#prompt`,
+ * `#max-tokens`, `#generate`, `#cancel`, `#run-status` (`data-state` is
+ * `idle`, `thinking`, `generating`, `done`, `failed` or `cancelled`),
+ * `#output`, `#output-note`, `#thinking-box`, `#thinking` and `#error`.
  *
  * @module
  */
 
-/**
- * The self-contained playground page served at `GET /`. The script inside
- * must stay free of backticks and `${` because the page is a template
- * literal.
- */
-export const PLAYGROUND_HTML = String.raw`<!doctype html>
+/** Headers of every playground response: nothing inline, no framing, no sniffing. */
+export const PLAYGROUND_HEADERS: Readonly<Record<string, string>> = {
+  "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; " +
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  // The page and its script change together with Rune: always ask again.
+  "cache-control": "no-cache",
+};
+
+/** The page served at `GET /`. */
+export const PLAYGROUND_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Rune playground</title>
-<style>
-  :root { color-scheme: light dark; --accent: #4f46e5; --bad: #b91c1c; --muted: #6b7280; }
-  * { box-sizing: border-box; }
-  body { margin: 0; font: 15px/1.5 system-ui, sans-serif; }
-  main { max-width: 52rem; margin: 0 auto; padding: 1rem 1.25rem 3rem; }
-  header { display: flex; flex-wrap: wrap; align-items: baseline; gap: .25rem 1rem; }
-  h1 { font-size: 1.35rem; margin: .5rem 0; }
-  h2 { font-size: 1rem; margin: 1rem 0 .25rem; }
-  form { margin: .75rem 0; }
-  label { font-weight: 600; }
-  .row { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; margin: .5rem 0; }
-  .hint, #status, #run-status { color: var(--muted); font-weight: normal; }
-  #status[data-state="connected"]::before { content: "\25CF  "; color: #16a34a; }
-  #status[data-state="disconnected"]::before { content: "\25CF  "; color: var(--bad); }
-  input, select, textarea, button { font: inherit; }
-  input, select, textarea { padding: .3rem .45rem; border: 1px solid #9ca3af; border-radius: 4px; }
-  textarea { display: block; width: 100%; resize: vertical; margin-top: .25rem; }
-  #max-tokens { width: 8rem; }
-  button { padding: .35rem .9rem; border-radius: 4px; border: 1px solid var(--accent);
-    background: transparent; color: inherit; cursor: pointer; }
-  button[type="submit"]:not(#connect) { background: var(--accent); color: #fff; }
-  button:disabled { opacity: .45; cursor: default; }
-  :focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
-  #error { color: var(--bad); border-left: 3px solid var(--bad); padding: .25rem .75rem;
-    white-space: pre-wrap; }
-  pre { white-space: pre-wrap; word-break: break-word; margin: 0; padding: .75rem;
-    border: 1px solid #9ca3af; border-radius: 4px; min-height: 6rem; max-height: 60vh;
-    overflow: auto; font: 14px/1.45 ui-monospace, monospace; }
-  #thinking { min-height: 0; color: var(--muted); }
-</style>
+<link rel="stylesheet" href="/playground.css">
+<script src="/playground.js" defer></script>
 </head>
 <body>
 <main>
@@ -84,6 +70,7 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
       <label for="model">Model</label>
       <select id="model" data-loads="0"></select>
       <button id="refresh" type="button" disabled>Reload models</button>
+      <span id="model-hint" class="hint"></span>
     </div>
     <label for="prompt">Prompt</label>
     <textarea id="prompt" rows="5" aria-describedby="prompt-hint"
@@ -105,10 +92,51 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
     <pre id="thinking"></pre>
   </details>
   <h2 id="output-label">Output</h2>
+  <p id="output-note" class="hint" role="status" hidden></p>
   <pre id="output" aria-labelledby="output-label" tabindex="0"></pre>
 </main>
-<script>
-"use strict";
+</body>
+</html>
+`;
+
+/** The stylesheet served at `GET /playground.css`. */
+export const PLAYGROUND_CSS = String
+  .raw`:root { color-scheme: light dark; --accent: #4f46e5; --bad: #b91c1c; --muted: #6b7280; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, sans-serif; }
+main { max-width: 52rem; margin: 0 auto; padding: 1rem 1.25rem 3rem; }
+header { display: flex; flex-wrap: wrap; align-items: baseline; gap: .25rem 1rem; }
+h1 { font-size: 1.35rem; margin: .5rem 0; }
+h2 { font-size: 1rem; margin: 1rem 0 .25rem; }
+form { margin: .75rem 0; }
+label { font-weight: 600; }
+.row { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; margin: .5rem 0; }
+.hint, #status, #run-status { color: var(--muted); font-weight: normal; }
+#status[data-state="connected"]::before { content: "\25CF  "; color: #16a34a; }
+#status[data-state="disconnected"]::before { content: "\25CF  "; color: var(--bad); }
+input, select, textarea, button { font: inherit; }
+input, select, textarea { padding: .3rem .45rem; border: 1px solid #9ca3af; border-radius: 4px; }
+textarea { display: block; width: 100%; resize: vertical; margin-top: .25rem; }
+#max-tokens { width: 8rem; }
+button { padding: .35rem .9rem; border-radius: 4px; border: 1px solid var(--accent);
+  background: transparent; color: inherit; cursor: pointer; }
+button[type="submit"]:not(#connect) { background: var(--accent); color: #fff; }
+button:disabled { opacity: .45; cursor: default; }
+:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+#error { color: var(--bad); border-left: 3px solid var(--bad); padding: .25rem .75rem;
+  white-space: pre-wrap; }
+pre { white-space: pre-wrap; word-break: break-word; margin: 0; padding: .75rem;
+  border: 1px solid #9ca3af; border-radius: 4px; min-height: 6rem; max-height: 60vh;
+  overflow: auto; font: 14px/1.45 ui-monospace, monospace; }
+#thinking { min-height: 0; color: var(--muted); }
+#output-note { margin: 0 0 .25rem; }
+`;
+
+/**
+ * The script served at `GET /playground.js`. It must stay free of
+ * backticks and `${` because it is a template literal.
+ */
+export const PLAYGROUND_JS = String.raw`"use strict";
 (function () {
   var PROTOCOL_VERSION = "2025-06-18";
   var el = function (id) { return document.getElementById(id); };
@@ -116,13 +144,15 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
   var refreshEl = el("refresh"), promptEl = el("prompt"), maxTokensEl = el("max-tokens");
   var generateEl = el("generate"), cancelEl = el("cancel"), runStatusEl = el("run-status");
   var outputEl = el("output"), thinkingEl = el("thinking"), thinkingBox = el("thinking-box");
-  var errorEl = el("error");
+  var errorEl = el("error"), noteEl = el("output-note"), modelHintEl = el("model-hint");
 
   var socket = null;      // the current WebSocket
   var ready = false;      // initialize handshake done on the current socket
   var nextId = 1;
   var pending = new Map(); // request id -> { resolve, reject }
-  var run = null;          // the generation in progress: { id, token }
+  // The generation in progress: { id, token, thought, wrote, toggled }: whether thinking and
+  // text have arrived, and whether the user opened or closed the thinking box meanwhile.
+  var run = null;
 
   function RpcError(error) {
     this.name = "RpcError";
@@ -150,6 +180,11 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
   function clearError() {
     errorEl.textContent = "";
     errorEl.hidden = true;
+  }
+  // Says why the output is empty; an empty text hides the note.
+  function setNote(text) {
+    noteEl.textContent = text;
+    noteEl.hidden = text === "";
   }
   function updateButtons() {
     generateEl.disabled = !ready || run !== null || modelEl.value === "";
@@ -217,10 +252,22 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
     if (!run || params.progressToken !== run.token) return;
     var thought = params._meta && params._meta.thinking;
     if (typeof thought === "string" && thought !== "") {
-      thinkingBox.hidden = false;
+      if (!run.thought && !run.wrote) {
+        // Until the answer starts, the reasoning is the only sign of life: show it open.
+        thinkingBox.hidden = false;
+        thinkingBox.open = true;
+        setRun("thinking", "thinking\u2026");
+      }
+      run.thought = true;
       append(thinkingEl, thought);
     }
     if (typeof params.message === "string" && params.message !== "") {
+      if (!run.wrote && run.thought) {
+        // The answer starts: fold the reasoning away unless the user chose otherwise.
+        if (!run.toggled) thinkingBox.open = false;
+        setRun("generating", "generating\u2026");
+      }
+      run.wrote = true;
       append(outputEl, params.message);
     }
   }
@@ -334,7 +381,15 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
           showError(textOf(result) || "Listing the models failed.");
           return;
         }
-        var models = (result.structuredContent && result.structuredContent.models) || [];
+        var all = (result.structuredContent && result.structuredContent.models) || [];
+        // Only models that can generate text; without capabilities, a model is offered.
+        var models = all.filter(function (m) {
+          return !Array.isArray(m.capabilities) || m.capabilities.indexOf("completion") !== -1;
+        });
+        var hidden = all.length - models.length;
+        modelHintEl.textContent = hidden === 0 ? "" : hidden === 1
+          ? "(1 model that cannot generate text is not listed)"
+          : "(" + hidden + " models that cannot generate text are not listed)";
         var previous = modelEl.value;
         modelEl.replaceChildren.apply(modelEl, models.map(function (m) {
           var details = [m.parameter_size, m.quantization].filter(Boolean).join(" ");
@@ -343,8 +398,12 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
         if (previous && models.some(function (m) { return m.name === previous; })) {
           modelEl.value = previous;
         }
-        if (models.length === 0) {
+        if (all.length === 0) {
           showError("No models are installed on Ollama: run \"ollama pull llama3.2\".");
+        } else if (models.length === 0) {
+          showError("No installed model can generate text (" + all.map(function (m) {
+            return m.name;
+          }).join(", ") + " cannot): run \"ollama pull llama3.2\".");
         }
       }, function (error) {
         showError("Listing the models failed: " + error.message);
@@ -360,11 +419,13 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
     var max = maxTokensEl.value.trim();
     if (max !== "") args.options = { num_predict: Number(max) };
     var id = nextId++;
-    var current = { id: id, token: "generate-" + id };
+    var current = { id: id, token: "generate-" + id, thought: false, wrote: false, toggled: false };
     run = current;
     clearError();
+    setNote("");
     outputEl.textContent = "";
     thinkingEl.textContent = "";
+    thinkingBox.open = false;
     thinkingBox.hidden = true;
     setRun("generating", "generating\u2026");
     var started = performance.now();
@@ -385,6 +446,12 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
       if (s.thinking) {
         thinkingEl.textContent = s.thinking;
         thinkingBox.hidden = false;
+      }
+      if (outputEl.textContent === "") {
+        setNote(s.thinking && s.done_reason === "length"
+          ? "No output: the model spent the whole token limit thinking. Raise Max tokens."
+          : "The model returned no output.");
+        if (s.thinking) thinkingBox.open = true;
       }
       var tokens = s.usage && s.usage.completion_tokens;
       setRun("done", "done (" + (s.done_reason || "stop") +
@@ -409,6 +476,11 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
   function cancel() {
     if (!run) return;
     var id = run.id;
+    if (outputEl.textContent === "") {
+      setNote(run.thought
+        ? "Cancelled while the model was thinking, before any output."
+        : "Cancelled before any output.");
+    }
     abandonRun();
     try {
       notify("notifications/cancelled", { requestId: id, reason: "cancelled by the user" });
@@ -427,6 +499,9 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
     generate();
   });
   cancelEl.addEventListener("click", cancel);
+  thinkingBox.querySelector("summary").addEventListener("click", function () {
+    if (run) run.toggled = true;
+  });
   refreshEl.addEventListener("click", function () {
     if (ready) loadModels();
   });
@@ -452,7 +527,19 @@ export const PLAYGROUND_HTML = String.raw`<!doctype html>
   if (initial !== null) tokenEl.value = initial;
   connect();
 })();
-</script>
-</body>
-</html>
 `;
+
+const ASSETS: Record<string, { body: string; type: string }> = {
+  "/": { body: PLAYGROUND_HTML, type: "text/html; charset=utf-8" },
+  "/playground.css": { body: PLAYGROUND_CSS, type: "text/css; charset=utf-8" },
+  "/playground.js": { body: PLAYGROUND_JS, type: "text/javascript; charset=utf-8" },
+};
+
+/** The playground's response for `GET pathname`, or undefined when it is not one of its paths. */
+export function playgroundResponse(pathname: string): Response | undefined {
+  const asset = ASSETS[pathname];
+  if (!asset) return undefined;
+  return new Response(asset.body, {
+    headers: { "content-type": asset.type, ...PLAYGROUND_HEADERS },
+  });
+}

@@ -37,6 +37,25 @@ export interface WebSocketLimits extends MessageLimits {
 }
 
 /**
+ * The time source of the queue checks. Tests pass a manual one so the
+ * grace period is driven by the test, not by the machine's speed.
+ */
+export interface QueueClock {
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /** Calls `check` every `ms` until the returned function is called. */
+  every(check: () => void, ms: number): () => void;
+}
+
+const SYSTEM_CLOCK: QueueClock = {
+  now: () => performance.now(),
+  every(check, ms) {
+    const timer = setInterval(check, ms);
+    return () => clearInterval(timer);
+  },
+};
+
+/**
  * Memory a queued WebSocket message holds beyond its payload, measured on
  * Deno 2.9 (about 1.5 KB per send).
  */
@@ -64,6 +83,8 @@ export interface WebSocketSession {
 export interface AttachOptions extends WebSocketLimits {
   /** Called with transport errors and closes caused by limits. */
   onError?: (error: Error) => void;
+  /** Time source of the queue checks. Default: `performance.now` and `setInterval`. */
+  clock?: QueueClock;
 }
 
 /**
@@ -81,6 +102,7 @@ export function attachWebSocket(
   const hardCap = options.hardCap ?? 8 * 1024 * 1024;
   const graceMs = options.graceMs ?? 10_000;
   const pollMs = options.pollMs ?? 5;
+  const clock = options.clock ?? SYSTEM_CLOCK;
   let open = true;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -94,7 +116,7 @@ export function attachWebSocket(
   // Set once the transport exists (below); a close before that has nothing to end.
   // deno-lint-ignore prefer-const -- assigned after the functions that read it are defined
   let connection: Connection | undefined;
-  let poll: ReturnType<typeof setInterval> | undefined;
+  let stopPolling: (() => void) | undefined;
 
   function close(code: number = CLOSE.normal, reason = ""): void {
     if (!open) return;
@@ -110,8 +132,8 @@ export function attachWebSocket(
   function teardown(): void {
     open = false;
     void connection?.close().catch(() => {});
-    clearInterval(poll);
-    poll = undefined;
+    stopPolling?.();
+    stopPolling = undefined;
     for (const wake of waiting) wake();
     waiting.clear();
     transport.ended();
@@ -130,7 +152,7 @@ export function attachWebSocket(
   }
 
   function checkQueue(): void {
-    const now = performance.now();
+    const now = clock.now();
     const payload = socket.bufferedAmount;
     const cost = queued();
     // Stuck: over the hard cap, or a send waits on a queue that does not drain.
@@ -154,13 +176,13 @@ export function attachWebSocket(
     }
     // Keep watching while anyone waits or the queue is over the hard cap (the grace must run).
     if (waiting.size === 0 && overSince === undefined) {
-      clearInterval(poll);
-      poll = undefined;
+      stopPolling?.();
+      stopPolling = undefined;
     }
   }
 
   function watch(): void {
-    poll ??= setInterval(checkQueue, pollMs);
+    stopPolling ??= clock.every(checkQueue, pollMs);
   }
 
   function belowHighWater(): Promise<void> {

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
+import { embedText, type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { childEnv, MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
 import { VERSION } from "../../src/version.ts";
 
@@ -18,10 +18,16 @@ interface Run {
 
 async function rune(
   args: string[],
-  options: { host?: string; stdin?: string; env?: Record<string, string> } = {},
+  options: {
+    host?: string;
+    stdin?: string;
+    env?: Record<string, string>;
+    /** Deno permission flags. Default: those of `deno task rune`. */
+    permissions?: string[];
+  } = {},
 ): Promise<Run> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...SERVE_PERMISSIONS, MAIN, ...args],
+    args: ["run", ...(options.permissions ?? SERVE_PERMISSIONS), MAIN, ...args],
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -91,11 +97,11 @@ Deno.test("rune ai list prints a table of models", async () => {
     const run = await rune(["ai", "list"], { host: double.host });
     assert.equal(run.code, 0, run.stderr);
     const lines = run.stdout.trim().split("\n");
-    assert.match(lines[0], /^NAME\s+SIZE\s+PARAMS\s+QUANT/);
-    assert.ok(
-      lines.some((l) => /^llama3\.2:latest\s+2\.\d GB\s+3\.2B\s+Q4_K_M/.test(l)),
-      run.stdout,
-    );
+    assert.match(lines[0], /^NAME\s+SIZE\s+PARAMS\s+QUANT\s+FAMILY\s+MODIFIED\s+LOADED$/);
+    assert.equal(lines.length, 5, run.stdout);
+    // The date is written in the machine's time zone, as Ollama does.
+    assert.match(lines[1], /^llama3\.2:latest\s+2\.0 GB\s+3\.2B\s+Q4_K_M\s+llama\s+2025-10-1[34]$/);
+    assert.match(lines[4], /^all-minilm:latest\s+46 MB\s+23M\s+F16\s+bert\s+2025-10-0[45]$/);
   });
 });
 
@@ -103,8 +109,27 @@ Deno.test("rune ai list --json prints the models as JSON", async () => {
   await withDouble(async (double) => {
     const run = await rune(["ai", "list", "--json"], { host: double.host });
     assert.equal(run.code, 0);
-    const models = JSON.parse(run.stdout) as { name: string }[];
-    assert.ok(models.some((m) => m.name === "all-minilm:latest"));
+    const models = JSON.parse(run.stdout) as Record<string, unknown>[];
+    assert.deepEqual(models.map((m) => m.name), [
+      "llama3.2:latest",
+      "llava:latest",
+      "qwen3:latest",
+      "all-minilm:latest",
+    ]);
+    const { modified_at, ...first } = models[0];
+    assert.deepEqual(first, {
+      name: "llama3.2:latest",
+      size: 2019393189,
+      family: "llama",
+      parameter_size: "3.2B",
+      quantization: "Q4_K_M",
+      loaded: false,
+    });
+    // Written in the machine's time zone, as Ollama does.
+    assert.equal(
+      Math.floor(Date.parse(modified_at as string) / 1000) * 1000,
+      Date.UTC(2025, 9, 14, 9, 31, 7),
+    );
   });
 });
 
@@ -184,8 +209,11 @@ Deno.test("rune ai embed prints one vector per text", async () => {
     const run = await rune(["ai", "embed", "a", "b", "-m", "all-minilm"], { host: double.host });
     assert.equal(run.code, 0, run.stderr);
     const vectors = run.stdout.trim().split("\n").map((l) => JSON.parse(l) as number[]);
-    assert.equal(vectors.length, 2);
-    assert.equal(vectors[0].length, 384);
+    // The wire carries float32 values as their shortest decimals.
+    assert.deepEqual(vectors.map((v) => v.map(Math.fround)), [
+      Array.from(embedText("a")),
+      Array.from(embedText("b")),
+    ]);
   });
 });
 
@@ -210,6 +238,56 @@ Deno.test("failures the user can fix exit 1 with an actionable message", async (
   const down = await rune(["ai", "list"], { host: `127.0.0.1:${port}` });
   assert.equal(down.code, 1);
   assert.match(down.stderr, new RegExp(`Cannot reach Ollama at 127\\.0\\.0\\.1:${port}`));
+});
+
+Deno.test("a mid-stream error ends the partial line on stdout, then goes to stderr", async () => {
+  await withDouble(async (double) => {
+    double.failNext({
+      kind: "error-in-stream",
+      afterTokens: 2,
+      error: "llama runner process has terminated",
+    });
+    const run = await rune(["ai", "generate", "hello", "world", "-m", "llama3.2"], {
+      host: double.host,
+    });
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, "Echo: hello\n", "the partial reply, its line ended");
+    assert.equal(
+      run.stderr,
+      `error: Ollama at ${double.host} reported an error in the middle of the reply: llama ` +
+        "runner process has terminated (check the Ollama server log)\n",
+    );
+  });
+});
+
+Deno.test("a refused Deno permission says which one and how to grant it", async () => {
+  const run = await rune(["ai", "list"], {
+    permissions: ["--allow-net=127.0.0.1", "--allow-env=NO_COLOR", "--allow-read"],
+  });
+  assert.equal(run.code, 1);
+  assert.equal(
+    run.stderr,
+    'error: Deno refused env access to "OLLAMA_HOST": Rune was started without that ' +
+      "permission. Grant it by adding --allow-env=OLLAMA_HOST to the command that starts Rune " +
+      '(or widen the --allow-env it has); see "Permissions" in README.md for what each way of ' +
+      "running Rune grants.\n",
+  );
+});
+
+Deno.test("rune serve on an address outside --allow-net names the permission, not Ollama", async () => {
+  for (const [host, port, target] of [["0.0.0.0", "0", "0.0.0.0"], ["::", "9", "[::]:9"]]) {
+    const run = await rune(["serve", "--host", host, "--port", port], {
+      env: { RUNE_TOKEN: "a-token" },
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(
+      run.stderr,
+      `error: Deno's permissions do not let Rune listen on ${target}: it was started with ` +
+        "--allow-net for other addresses only (the deno tasks allow loopback only). Add " +
+        `--allow-net=${target} to the "deno run" command that starts Rune, or use the installed ` +
+        'rune ("deno task install"), which may listen on any address you give it.\n',
+    );
+  }
 });
 
 Deno.test("NO_COLOR output has no escape sequences", async () => {

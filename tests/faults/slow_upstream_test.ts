@@ -18,13 +18,19 @@ import { resultText } from "../mcp_calls.ts";
 /** Overall bound on each awaited step; a hang fails instead of blocking the suite. */
 const STEP_MS = 20_000;
 
-/** Timeouts small enough to expire during the test, in seconds. */
-const TIMEOUT_FLAGS = ["--first-token-timeout", "1", "--idle-timeout", "1"];
+/**
+ * Timeouts small enough to expire during the test, in seconds, and large
+ * enough that a healthy call on a busy machine never meets them.
+ */
+const TIMEOUT_FLAGS = ["--first-token-timeout", "2", "--idle-timeout", "2"];
+
+/** A token delay no test waits out: the stream stalls after its first token. */
+const STALL_MS = 3_600_000;
 
 function generate(
   client: Client,
   numPredict: number,
-  onprogress?: () => void,
+  onprogress?: (progress: { message?: string }) => void,
 ): Promise<CallToolResult> {
   return client.callTool(
     {
@@ -78,22 +84,20 @@ Deno.test("Ollama trickling a byte a minute ends the call with a first-token tim
 });
 
 Deno.test("Ollama going silent mid-reply ends a WebSocket call with an idle timeout", async () => {
-  const double = await startOllamaDouble({ tokenDelayMs: 5 });
+  // The first token comes at once, the next an hour later.
+  const double = await startOllamaDouble({ tokenDelayMs: STALL_MS });
   const daemon = await spawnDaemon(double.host, { args: TIMEOUT_FLAGS });
   const client = new Client({ name: "rune-faults", version: "1" });
   const closed = Promise.withResolvers<void>();
   client.onclose = () => closed.resolve();
   try {
     await client.connect(new WebSocketClientTransport(new URL(daemon.wsUrl)));
-    let progress = 0;
-    const call = generate(client, 100_000, () => {
-      // After the first tokens Ollama stops talking (the next token is an hour away).
-      if (++progress === 3) double.tokenDelayMs = 3_600_000;
-    });
+    const streamed: string[] = [];
+    const call = generate(client, 100_000, (progress) => streamed.push(progress.message ?? ""));
     const result = await within(STEP_MS, "the stalled call", call);
     assert.equal(result.isError, true, "the stalled call ends in a tool error");
     assert.match(resultText(result), /idle timeout/);
-    assert.ok(progress >= 3, "tokens streamed before the silence");
+    assert.deepEqual(streamed, ["Echo:"], "the token before the silence was streamed");
     await within(STEP_MS, "the upstream request to be cancelled", double.waitForOpenStreams(0));
     double.tokenDelayMs = 0;
     await assertUsable(client);

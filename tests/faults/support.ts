@@ -1,8 +1,8 @@
 /**
  * Shared helpers of the fault tests: a daemon process that can speak stdio
  * and the network at once, raw line and WebSocket drivers that see every
- * message on the wire, a seeded PRNG, an overall bound for awaited events
- * and the daemon's resident memory.
+ * message on the wire, a seeded PRNG and an overall bound for awaited
+ * events.
  *
  * The daemon is spawned here rather than through `tests/daemon.ts` so the
  * fault tests can hold its stdin/stdout (stdio fuzzing) and its network

@@ -1,13 +1,18 @@
 /**
- * End-to-end tests of the playground page (`GET /`) in headless Chromium.
+ * End-to-end tests of the playground (`GET /`, its script and stylesheet)
+ * in headless Chromium.
  *
- * Each test starts the Ollama double and a real `rune serve --port 0`, then
- * drives Debian's `/usr/bin/chromium` through `playwright-core` (which
+ * Most tests start the Ollama double and a real `rune serve --port 0`,
+ * then drive Debian's `/usr/bin/chromium` through `playwright-core` (which
  * never downloads a browser here): the page must connect over WebSocket
- * MCP, list the models, stream a generation token by token, cancel one
- * (closing the upstream Ollama stream), show errors plainly and work under
- * the page's Content-Security-Policy. The tests are ignored, with the
- * reason in their names, when `/usr/bin/chromium` is missing.
+ * MCP, list the models, stream a generation, cancel one (closing the
+ * upstream Ollama stream), show errors plainly and work under its
+ * Content-Security-Policy. Where a step must happen between two tokens,
+ * the double stalls after its first token (no timing involved). The
+ * thinking and model-filter tests serve the page in-process from
+ * `createHandler` with a scripted provider, so the test hands the page
+ * each chunk and model list itself. The tests are ignored, with the reason
+ * in their names, when `/usr/bin/chromium` is missing.
  *
  * Browser-side code is passed to playwright as strings: the test runs under
  * Deno's types, which have no DOM.
@@ -20,6 +25,16 @@ import fs from "node:fs";
 import type { Browser, BrowserType, Page } from "playwright-core";
 import { type Daemon, startDaemon } from "../daemon.ts";
 import { type OllamaDouble, startOllamaDouble, tokenize } from "../ollama_double.ts";
+import { createHandler } from "../../src/transports/http.ts";
+import { createMcpServer } from "../../src/mcp/server.ts";
+import { PLAYGROUND_HEADERS } from "../../src/transports/playground.ts";
+import type {
+  Capabilities,
+  Chunk,
+  FinalResult,
+  ModelInfo,
+  Provider,
+} from "../../src/providers/types.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 
@@ -36,6 +51,9 @@ const CHROMIUM_ARGS = [
 
 /** How long any single wait in the page may take. */
 const WAIT_MS = 15_000;
+
+/** A token delay no test waits out: the double stalls after the first token. */
+const STALL_MS = 3_600_000;
 
 function chromiumMissing(): boolean {
   try {
@@ -88,14 +106,41 @@ function expectedEcho(prompt: string, numPredict?: number): string {
   return Array.from({ length: numPredict }, (_, i) => tokens[i % tokens.length]).join("");
 }
 
-/** Everything a test needs: the double, the daemon, a browser and a page. */
-interface Fixture {
-  double: OllamaDouble;
-  daemon: Daemon;
+/** A browser page and what it reported. */
+interface Browsing {
   browser: Browser;
   page: Page;
   /** Page errors, console errors and CSP violations seen so far. */
   problems: string[];
+}
+
+/** Launches Chromium with a fresh page, runs `fn`, and always closes the browser. */
+async function withBrowser(fn: (b: Browsing) => Promise<void>): Promise<void> {
+  // launch() gives the browser a fresh temporary profile and deletes it on close.
+  const chromium = await loadChromium();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    timeout: 30_000,
+  });
+  try {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+    page.on("console", (message) => {
+      if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+    });
+    await fn({ browser, page, problems });
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Everything a test against the real daemon needs. */
+interface Fixture extends Browsing {
+  double: OllamaDouble;
+  daemon: Daemon;
 }
 
 /** Starts the double, the daemon and Chromium, runs `fn`, and always cleans up. */
@@ -105,31 +150,139 @@ async function withPlayground(
 ): Promise<void> {
   const double = await startOllamaDouble();
   let daemon: Daemon | undefined;
-  let browser: Browser | undefined;
   try {
     daemon = await startDaemon(double.host, [], { env: options.env });
-    // launch() gives the browser a fresh temporary profile and deletes it on close.
-    const chromium = await loadChromium();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: CHROMIUM_ARGS,
-      timeout: 30_000,
-    });
-    const page = await browser.newPage();
-    page.setDefaultTimeout(WAIT_MS);
-    const problems: string[] = [];
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error") problems.push(`console error: ${message.text()}`);
-    });
-    await fn({ double, daemon, browser, page, problems });
+    const started = daemon;
+    await withBrowser((b) => fn({ ...b, double, daemon: started }));
   } catch (error) {
     if (daemon) console.error(`daemon stderr:\n${daemon.stderr()}`);
     throw error;
   } finally {
-    await browser?.close();
     await daemon?.stop();
     await double.close();
+  }
+}
+
+/** A generate call the scripted provider received; the test feeds its chunks. */
+interface ScriptedCall {
+  /** The model asked for. */
+  model: string;
+  /** Hands the page one chunk. */
+  push(chunk: Chunk): void;
+  /** Resolves when the call's signal aborts (the page cancelled). */
+  aborted: Promise<void>;
+}
+
+/** A provider whose models the test sets and whose generations the test writes. */
+interface ScriptedProvider extends Provider {
+  /** What `listModels` returns. */
+  models: ModelInfo[];
+  /** Resolves with the next generate call. */
+  nextCall(): Promise<ScriptedCall>;
+}
+
+const TEXT_ONLY: Capabilities = {
+  completion: true,
+  streaming: true,
+  vision: false,
+  tools: false,
+  embeddings: false,
+  thinking: false,
+};
+
+function scriptedProvider(models: ModelInfo[]): ScriptedProvider {
+  const calls: ScriptedCall[] = [];
+  let waiter: ((call: ScriptedCall) => void) | undefined;
+  const unsupported = () => Promise.reject(new Error("not scripted"));
+  return {
+    id: "ollama",
+    type: "ollama",
+    label: "Ollama",
+    address: "scripted",
+    models,
+    capabilities: () => TEXT_ONLY,
+    listModels() {
+      return Promise.resolve(this.models);
+    },
+    showModel: unsupported,
+    embed: unsupported,
+    ping: () => Promise.resolve("scripted"),
+    chat: () => ({
+      [Symbol.asyncIterator]: () => ({ next: unsupported }),
+    }),
+    generate(request, options = {}) {
+      const queue: Chunk[] = [];
+      let wake: (() => void) | undefined;
+      const aborted = Promise.withResolvers<void>();
+      const signal = options.signal;
+      signal?.addEventListener("abort", () => {
+        aborted.resolve();
+        wake?.();
+      }, { once: true });
+      const call: ScriptedCall = {
+        model: request.model,
+        push(chunk) {
+          queue.push(chunk);
+          wake?.();
+        },
+        aborted: aborted.promise,
+      };
+      if (waiter) waiter(call);
+      else calls.push(call);
+      waiter = undefined;
+      return (async function* () {
+        for (;;) {
+          while (queue.length === 0) {
+            signal?.throwIfAborted();
+            await new Promise<void>((resolve) => (wake = resolve));
+          }
+          signal?.throwIfAborted();
+          const chunk = queue.shift()!;
+          yield chunk;
+          if (chunk.type === "done") return;
+        }
+      })();
+    },
+    nextCall() {
+      const queued = calls.shift();
+      if (queued) return Promise.resolve(queued);
+      return new Promise((resolve) => (waiter = resolve));
+    },
+  };
+}
+
+/** A final result for a scripted generation. */
+function done(model: string, text: string, thinking?: string): Chunk {
+  const result: FinalResult = {
+    model,
+    text,
+    ...(thinking !== undefined && { thinking }),
+    toolCalls: [],
+    doneReason: "stop",
+    usage: {},
+  };
+  return { type: "done", result };
+}
+
+/**
+ * Serves the playground and MCP in this process over `provider` (on
+ * 127.0.0.1, port 0) and opens it in Chromium.
+ */
+async function withScriptedPlayground(
+  provider: ScriptedProvider,
+  fn: (b: Browsing & { url: string }) => Promise<void>,
+): Promise<void> {
+  const handler = createHandler({
+    factory: () => createMcpServer({ providers: [provider] }),
+    providers: [provider],
+    security: { hostname: "127.0.0.1" },
+  });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  try {
+    await withBrowser((b) => fn({ ...b, url: `http://127.0.0.1:${server.addr.port}/` }));
+  } finally {
+    await handler.closeAll();
+    await server.shutdown();
   }
 }
 
@@ -156,31 +309,39 @@ async function outputLengths(page: Page): Promise<[number, string][]> {
 }
 
 /**
- * Resolves once `#output` holds at least `length` characters. (The page's
- * CSP forbids `eval`, so `page.waitForFunction` with a string cannot poll;
- * a MutationObserver installed through `page.evaluate` can.)
+ * Resolves once the element `#id` holds at least `length` characters. (The
+ * page's CSP forbids `eval`, so `page.waitForFunction` with a string cannot
+ * poll; a MutationObserver installed through `page.evaluate` can.)
  */
-async function waitForOutputLength(page: Page, length: number): Promise<void> {
+async function waitForLength(page: Page, id: string, length: number): Promise<void> {
   await page.evaluate(`new Promise((resolve, reject) => {
-    const output = document.getElementById("output");
+    const element = document.getElementById(${JSON.stringify(id)});
     const timer = setTimeout(() => {
       observer.disconnect();
-      reject(new Error("#output stayed shorter than ${length} characters"));
+      reject(new Error("#${id} stayed shorter than ${length} characters"));
     }, ${WAIT_MS});
     const check = () => {
-      if (output.textContent.length < ${length}) return;
+      if (element.textContent.length < ${length}) return;
       clearTimeout(timer);
       observer.disconnect();
       resolve();
     };
     const observer = new MutationObserver(check);
-    observer.observe(output, { childList: true, characterData: true, subtree: true });
+    observer.observe(element, { childList: true, characterData: true, subtree: true });
     check();
   })`);
 }
 
 async function text(page: Page, selector: string): Promise<string> {
   return (await page.textContent(selector)) ?? "";
+}
+
+/** Whether the thinking box is shown and open. */
+async function thinkingBox(page: Page): Promise<{ hidden: boolean; open: boolean }> {
+  return await page.evaluate(`(() => {
+    const box = document.getElementById("thinking-box");
+    return { hidden: box.hidden, open: box.open };
+  })()`) as { hidden: boolean; open: boolean };
 }
 
 /** Fills the form and clicks Generate. */
@@ -205,6 +366,12 @@ async function roundTrip(page: Page): Promise<void> {
   await page.waitForSelector(`#model:not([data-loads="${loads}"])`, { state: "attached" });
 }
 
+async function modelOptions(page: Page): Promise<string[]> {
+  return await page.evaluate(
+    `Array.from(document.querySelectorAll("#model option"), (o) => o.value)`,
+  ) as string[];
+}
+
 Deno.test({
   name: testName("playground connects, streams, cancels and shows errors in Chromium"),
   ignore: SKIP,
@@ -212,31 +379,77 @@ Deno.test({
     await withPlayground(async (f) => {
       const { page, double } = f;
 
+      await t.step("playground is served with its security headers", async () => {
+        for (
+          const [path, type] of [
+            ["/", "text/html; charset=utf-8"],
+            ["/playground.js", "text/javascript; charset=utf-8"],
+            ["/playground.css", "text/css; charset=utf-8"],
+          ]
+        ) {
+          const response = await fetch(`${f.daemon.url}${path}`);
+          await response.body?.cancel();
+          assert.equal(response.status, 200, path);
+          assert.equal(response.headers.get("content-type"), type, path);
+          for (const [name, value] of Object.entries(PLAYGROUND_HEADERS)) {
+            assert.equal(response.headers.get(name), value, `${path} ${name}`);
+          }
+        }
+        assert.equal(
+          PLAYGROUND_HEADERS["content-security-policy"],
+          "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        );
+        assert.equal(PLAYGROUND_HEADERS["x-content-type-options"], "nosniff");
+        assert.equal(PLAYGROUND_HEADERS["referrer-policy"], "no-referrer");
+      });
+
       await t.step("playground connects and lists the models", async () => {
         const response = await page.goto(`${f.daemon.url}/`);
         assert.equal(response?.status(), 200);
-        assert.match(response?.headers()["content-security-policy"] ?? "", /default-src 'none'/);
         await page.waitForSelector('#status[data-state="connected"]');
         assert.match(await text(page, "#status"), /^connected to rune /);
         await page.waitForSelector('#model option[value="llama3.2:latest"]', {
           state: "attached",
         });
-        const models = await page.evaluate(
-          `Array.from(document.querySelectorAll("#model option"), (o) => o.value)`,
-        );
-        assert.deepEqual(models, [
+        // The double answers /api/tags as Ollama 0.12 does, without capabilities: every model
+        // is offered (the scripted test below covers leaving out those that cannot generate).
+        assert.deepEqual(await modelOptions(page), [
           "llama3.2:latest",
           "llava:latest",
           "qwen3:latest",
           "all-minilm:latest",
         ]);
+        assert.equal(await text(page, "#model-hint"), "");
         assert.equal(await page.isEnabled("#generate"), true);
         assert.equal(await page.isDisabled("#cancel"), true);
         assert.equal(await page.isHidden("#error"), true);
       });
 
-      await t.step("playground streams a generation token by token", async () => {
-        double.tokenDelayMs = 15;
+      await t.step("playground shows the reply while it streams, and cancels it", async () => {
+        // The first token comes at once, the next an hour later.
+        double.tokenDelayMs = STALL_MS;
+        await generate(page, { model: "llama3.2:latest", prompt: "Tell me a long story" });
+        await waitForLength(page, "output", "Echo:".length);
+        assert.equal(await text(page, "#output"), "Echo:");
+        assert.equal(await text(page, "#run-status"), "generating\u2026");
+        assert.equal(double.openStreams, 1);
+        assert.deepEqual(await thinkingBox(page), { hidden: true, open: false });
+        await page.click("#cancel");
+        await runState(page, "cancelled");
+        assert.equal(await text(page, "#run-status"), "cancelled");
+        await double.waitForOpenStreams(0, AbortSignal.timeout(WAIT_MS));
+        // Anything the daemon sent before the upstream closed has arrived after a round trip.
+        await roundTrip(page);
+        assert.equal(await text(page, "#output"), "Echo:", "the output stopped growing");
+        assert.equal(await page.isHidden("#output-note"), true, "a partial output needs no note");
+        assert.equal(await page.isHidden("#error"), true);
+        assert.equal(await page.isEnabled("#generate"), true);
+        assert.equal(await page.isDisabled("#cancel"), true);
+      });
+
+      await t.step("playground ends with the whole reply", async () => {
+        double.tokenDelayMs = 0;
         const prompt = "Hello from the playground";
         await recordOutputLengths(page);
         await generate(page, { model: "llama3.2:latest", prompt, maxTokens: "24" });
@@ -245,46 +458,59 @@ Deno.test({
         assert.equal(await text(page, "#output"), expected);
         assert.match(await text(page, "#run-status"), /^done \(length, 24 tokens, \d+ ms\)$/);
         const lengths = await outputLengths(page);
-        // The last change is the final result replacing the streamed text.
-        const streamed = lengths.slice(0, -1).filter(([length]) => length > 0);
-        assert.ok(
-          streamed.length >= 5,
-          `output grew in ${streamed.length} steps: ${JSON.stringify(lengths)}`,
-        );
-        for (let i = 1; i < streamed.length; i++) {
-          assert.ok(streamed[i][0] > streamed[i - 1][0], "the output only grows");
+        // Cleared at the start, then only growing while generating, ending with the whole reply.
+        assert.deepEqual(lengths[0], [0, "generating"]);
+        for (let i = 1; i < lengths.length; i++) {
+          assert.ok(lengths[i][0] >= lengths[i - 1][0], `the output only grows: ${lengths}`);
         }
-        assert.ok(streamed.every(([, state]) => state === "generating"), "grew while generating");
-        assert.ok(streamed.at(-1)![0] <= expected.length);
-        assert.equal(lengths.at(-1)![0], expected.length);
+        assert.deepEqual(lengths.at(-1), [expected.length, "done"]);
       });
 
-      await t.step("playground cancels a long generation and Ollama's stream closes", async () => {
-        double.tokenDelayMs = 20;
-        const prompt = "Tell me a very long story";
-        const full = expectedEcho(prompt, 100_000);
-        await generate(page, { prompt, maxTokens: "100000" });
-        await waitForOutputLength(page, 40);
-        assert.equal(double.openStreams, 1);
-        await page.click("#cancel");
-        const atCancel = await text(page, "#output");
-        await runState(page, "cancelled");
-        assert.equal(await text(page, "#run-status"), "cancelled");
-        await double.waitForOpenStreams(0, AbortSignal.timeout(WAIT_MS));
-        // Anything the daemon sent before the upstream closed has arrived after a round trip.
-        await roundTrip(page);
-        assert.equal(await text(page, "#output"), atCancel, "the output stopped growing");
-        assert.ok(full.startsWith(atCancel), "the output is a prefix of the stream");
-        assert.ok(atCancel.length < 1000, `cancelled early: ${atCancel.length} characters`);
-        assert.equal(await page.isHidden("#error"), true);
-        assert.equal(await page.isEnabled("#generate"), true);
-        assert.equal(await page.isDisabled("#cancel"), true);
+      await t.step(
+        "playground shows a thinking model's reasoning open while it thinks",
+        async () => {
+          double.tokenDelayMs = STALL_MS;
+          await generate(page, { model: "qwen3:latest", prompt: "ponder this" });
+          await waitForLength(page, "thinking", "Okay,".length);
+          assert.equal(await text(page, "#thinking"), "Okay,");
+          assert.deepEqual(await thinkingBox(page), { hidden: false, open: true });
+          assert.equal(await text(page, "#run-status"), "thinking\u2026");
+          assert.equal(await page.getAttribute("#run-status", "data-state"), "thinking");
+          assert.equal(await text(page, "#output"), "");
 
-        double.tokenDelayMs = 0;
-        await generate(page, { prompt: "after the cancel" });
-        await runState(page, "done");
-        assert.equal(await text(page, "#output"), expectedEcho("after the cancel"));
-      });
+          await page.click("#cancel");
+          await runState(page, "cancelled");
+          await double.waitForOpenStreams(0, AbortSignal.timeout(WAIT_MS));
+          assert.equal(await text(page, "#output"), "");
+          assert.equal(await page.isVisible("#output-note"), true);
+          assert.equal(
+            await text(page, "#output-note"),
+            "Cancelled while the model was thinking, before any output.",
+          );
+        },
+      );
+
+      await t.step(
+        "playground says why the output is empty when thinking used every token",
+        async () => {
+          double.tokenDelayMs = 0;
+          await generate(page, { model: "qwen3:latest", prompt: "ponder this", maxTokens: "3" });
+          await runState(page, "done");
+          assert.equal(await text(page, "#output"), "");
+          assert.equal(await text(page, "#thinking"), "Okay, the user");
+          assert.deepEqual(await thinkingBox(page), { hidden: false, open: true });
+          assert.equal(
+            await text(page, "#output-note"),
+            "No output: the model spent the whole token limit thinking. Raise Max tokens.",
+          );
+          // The next generation starts clean.
+          await generate(page, { model: "llama3.2:latest", prompt: "plain" });
+          await runState(page, "done");
+          assert.equal(await text(page, "#output"), expectedEcho("plain"));
+          assert.equal(await page.isHidden("#output-note"), true);
+          assert.deepEqual(await thinkingBox(page), { hidden: true, open: false });
+        },
+      );
 
       await t.step("playground shows an unknown model's error plainly", async () => {
         await page.evaluate(`(() => {
@@ -344,6 +570,119 @@ Deno.test({
       await t.step("playground runs under its CSP without page errors", () => {
         assert.deepEqual(f.problems, []);
       });
+
+      await t.step("playground's CSP refuses a script injected into the page", async () => {
+        const violated = await page.evaluate(`new Promise((resolve) => {
+          document.addEventListener("securitypolicyviolation", (event) => {
+            resolve(event.violatedDirective);
+          }, { once: true });
+          const script = document.createElement("script");
+          script.textContent = "globalThis.injected = true";
+          document.body.append(script);
+        })`);
+        assert.equal(violated, "script-src-elem");
+        assert.equal(await page.evaluate("globalThis.injected"), undefined);
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: testName("playground lists only the models that can generate text"),
+  ignore: SKIP,
+  async fn() {
+    const provider = scriptedProvider([
+      { name: "writer:latest", capabilities: TEXT_ONLY },
+      {
+        name: "embedder:latest",
+        capabilities: { ...TEXT_ONLY, completion: false, embeddings: true },
+      },
+      { name: "unknown:latest" },
+    ]);
+    await withScriptedPlayground(provider, async ({ page, url, problems }) => {
+      await page.goto(url);
+      await page.waitForSelector('#model[data-loads="1"]', { state: "attached" });
+      assert.deepEqual(await modelOptions(page), ["writer:latest", "unknown:latest"]);
+      assert.equal(
+        await text(page, "#model-hint"),
+        "(1 model that cannot generate text is not listed)",
+      );
+      assert.equal(await page.isHidden("#error"), true);
+
+      provider.models = [
+        { name: "embedder:latest", capabilities: { ...TEXT_ONLY, completion: false } },
+        { name: "other-embedder:latest", capabilities: { ...TEXT_ONLY, completion: false } },
+      ];
+      await roundTrip(page);
+      assert.deepEqual(await modelOptions(page), []);
+      assert.equal(
+        await text(page, "#model-hint"),
+        "(2 models that cannot generate text are not listed)",
+      );
+      assert.equal(
+        await text(page, "#error"),
+        "No installed model can generate text (embedder:latest, other-embedder:latest " +
+          'cannot): run "ollama pull llama3.2".',
+      );
+      assert.equal(await page.isDisabled("#generate"), true);
+      assert.deepEqual(problems, []);
+    });
+  },
+});
+
+Deno.test({
+  name: testName("playground opens the reasoning while a model thinks and folds it for the answer"),
+  ignore: SKIP,
+  async fn() {
+    const provider = scriptedProvider([
+      { name: "thinker:latest", capabilities: { ...TEXT_ONLY, thinking: true } },
+    ]);
+    await withScriptedPlayground(provider, async ({ page, url, problems }) => {
+      await page.goto(url);
+      await page.waitForSelector('#status[data-state="connected"]');
+      await page.waitForSelector('#model[data-loads="1"]', { state: "attached" });
+
+      await generate(page, { model: "thinker:latest", prompt: "why?" });
+      const call = await provider.nextCall();
+      assert.equal(call.model, "thinker:latest");
+      assert.equal(await text(page, "#run-status"), "generating\u2026");
+      assert.deepEqual(await thinkingBox(page), { hidden: true, open: false });
+
+      call.push({ type: "thinking", text: "Let me see." });
+      await waitForLength(page, "thinking", "Let me see.".length);
+      assert.deepEqual(await thinkingBox(page), { hidden: false, open: true });
+      assert.equal(await text(page, "#run-status"), "thinking\u2026");
+      assert.equal(await text(page, "#output"), "");
+
+      call.push({ type: "text", text: "Because." });
+      await waitForLength(page, "output", "Because.".length);
+      assert.deepEqual(await thinkingBox(page), { hidden: false, open: false });
+      assert.equal(await text(page, "#run-status"), "generating\u2026");
+
+      call.push(done("thinker:latest", "Because.", "Let me see."));
+      await runState(page, "done");
+      assert.equal(await text(page, "#output"), "Because.");
+      assert.equal(await text(page, "#thinking"), "Let me see.");
+      assert.deepEqual(await thinkingBox(page), { hidden: false, open: false });
+
+      // A user who opens the box while the model thinks keeps it open for the answer.
+      await generate(page, { model: "thinker:latest", prompt: "and then?" });
+      const second = await provider.nextCall();
+      second.push({ type: "thinking", text: "Hmm." });
+      await waitForLength(page, "thinking", "Hmm.".length);
+      await page.click("#thinking-box summary");
+      await page.click("#thinking-box summary");
+      assert.deepEqual(await thinkingBox(page), { hidden: false, open: true });
+      second.push({ type: "text", text: "Then this." });
+      await waitForLength(page, "output", "Then this.".length);
+      assert.deepEqual(await thinkingBox(page), { hidden: false, open: true });
+
+      await page.click("#cancel");
+      await runState(page, "cancelled");
+      await second.aborted;
+      assert.equal(await text(page, "#output"), "Then this.");
+      assert.equal(await page.isHidden("#output-note"), true);
+      assert.deepEqual(problems, []);
     });
   },
 });

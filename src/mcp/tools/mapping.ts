@@ -125,6 +125,8 @@ export function modelContent(model: ModelInfo, provider?: string): Record<string
     modified_at: model.modifiedAt,
     loaded: model.loaded !== undefined,
     expires_at: model.loaded?.expiresAt,
+    capabilities: model.capabilities &&
+      Object.entries(model.capabilities).filter(([, on]) => on).map(([name]) => name),
   });
 }
 

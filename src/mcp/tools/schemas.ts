@@ -235,6 +235,10 @@ const modelInfoSchema = z.object({
   modified_at: z.string().optional(),
   loaded: z.boolean().describe("Whether the model is in memory now (answers without a load)."),
   expires_at: z.string().optional().describe("When a loaded model will be unloaded."),
+  capabilities: z.array(z.string()).optional().describe(
+    'What the model can do ("completion", "streaming", "vision", "tools", "embeddings", ' +
+      '"thinking"), when the provider lists it; "completion" means it can generate text.',
+  ),
 });
 
 const doneReasonSchema = z.enum(["stop", "length", "tool_calls", "content_filter"]).describe(

@@ -1,0 +1,61 @@
+/**
+ * The Deno permissions Rune runs with, in one place: the development tasks
+ * (`deno task serve`, `deno task rune`) reach loopback only, while the
+ * installed and compiled `rune` may reach any host, because its job is to
+ * reach the hosts its user configures (a remote Ollama, a cloud provider,
+ * a non-loopback `--host`). Rune itself only ever connects to the provider
+ * addresses it is configured with and binds the address it is told; no
+ * MCP client can make it fetch a URL. Environment and file access stay
+ * narrow in both: the variables below, reads (for `--image` and
+ * `--token-file`), no writes.
+ *
+ * `deno.json`'s tasks spell the development flags out (a task is a plain
+ * string); `tests/cli/install_test.ts` checks that they match this module.
+ *
+ * @module
+ */
+
+/** Every environment variable Rune reads (providers and configuration included). */
+export const RUNE_ENV: readonly string[] = [
+  "OLLAMA_HOST",
+  "RUNE_TOKEN",
+  "RUNE_MODEL",
+  "NO_COLOR",
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "OPENAI_API_KEY",
+  "OPENAI_BASE_URL",
+  "RUNE_CONFIG",
+  "RUNE_HOME",
+  "RUNE_PASSPHRASE",
+  // Where the configuration file is by default (~/.config/rune/config.json).
+  "HOME",
+  "XDG_CONFIG_HOME",
+  // Key variables of common OpenAI-compatible services, for config entries' api_key_env;
+  // any other variable must be allowed by hand (the error says which).
+  "OPENROUTER_API_KEY",
+  "GROQ_API_KEY",
+  "TOGETHER_API_KEY",
+  "DEEPSEEK_API_KEY",
+  "MISTRAL_API_KEY",
+  "AZURE_OPENAI_API_KEY",
+];
+
+/** The loopback names the development tasks may connect to and bind. */
+export const LOOPBACK: readonly string[] = ["127.0.0.1", "localhost", "[::1]"];
+
+/** Flags of `deno task serve` and `deno task rune`: loopback only, never a prompt. */
+export const DEV_PERMISSIONS: readonly string[] = [
+  `--allow-net=${LOOPBACK.join(",")}`,
+  `--allow-env=${RUNE_ENV.join(",")}`,
+  "--allow-read",
+  "--no-prompt",
+];
+
+/** Flags of the installed and the compiled `rune`: any host, the same env and reads. */
+export const INSTALLED_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  `--allow-env=${RUNE_ENV.join(",")}`,
+  "--allow-read",
+  "--no-prompt",
+];
