@@ -124,12 +124,14 @@ export function loadProviders(values: Record<string, unknown>): ProviderSetup {
   for (const key of Object.keys(limits) as (keyof typeof limits)[]) {
     if (limits[key] === undefined) delete limits[key];
   }
+  // Read first, so a start command without the permission is told about this variable.
+  const ollamaHost = (values["ollama-host"] as string | undefined) ?? env("OLLAMA_HOST");
   const { config, path } = loadConfig({ file: values.config as string | undefined, env });
   const providers = buildProviders({
     config,
     configPath: path,
     env,
-    ollamaHost: values["ollama-host"] as string | undefined,
+    ollamaHost,
     common: { timeouts, limits },
   });
   return { providers, config, configPath: path };
@@ -140,14 +142,11 @@ export function providersFromFlags(values: Record<string, unknown>): Provider[] 
   return loadProviders(values).providers;
 }
 
-/** Reads a variable; one the permissions do not allow reads as unset (providers then say what to allow). */
+/**
+ * Reads a variable. A variable the permissions do not allow is an error (the
+ * CLI says which permission to grant), never silently unset: a key or an
+ * address the user set must not be ignored.
+ */
 function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
-      return undefined;
-    }
-    throw error;
-  }
+  return Deno.env.get(name);
 }

@@ -9,6 +9,7 @@
  */
 
 import { RuneError, UsageError } from "../errors.ts";
+import type { ToolSet } from "../mcp/server.ts";
 import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { createHandler, type Handler } from "../transports/http.ts";
@@ -17,10 +18,10 @@ import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import type { Io } from "./output.ts";
 import {
+  loadProviders,
   parseFlags,
   PROVIDER_FLAGS_HELP,
   providerFlags,
-  providersFromFlags,
   secondsFlag,
 } from "./options.ts";
 
@@ -61,6 +62,9 @@ Limits and timeouts:
                             (default 256)
   --shutdown-grace SECS     on SIGINT/SIGTERM, let calls finish for SECS (default 10)
   --log-level LEVEL         debug, info, warning, error or silent (default info)
+Tools:
+  --tools SET               per-provider (ai_<id>_*), router (ai_generate & co. with
+                            "provider/model" names) or all (default; or "tools" in the config)
 ${PROVIDER_FLAGS_HELP}`;
 
 const serveFlags = {
@@ -84,6 +88,7 @@ const serveFlags = {
   "max-receiving": { type: "string" },
   "shutdown-grace": { type: "string" },
   "log-level": { type: "string" },
+  tools: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -209,8 +214,9 @@ interface Listener {
 /** Starts the network listener from the parsed flags. */
 async function listen(
   values: Record<string, unknown>,
-  { providers, log, stdioSessions }: {
+  { providers, toolSet, log, stdioSessions }: {
     providers: Provider[];
+    toolSet: ToolSet;
     log: Logger;
     /** Number of stdio sessions, for `/healthz`. */
     stdioSessions: () => number;
@@ -227,7 +233,8 @@ async function listen(
   }
   const handler = createHandler({
     // Loaded with the first session: an idle daemon stays small.
-    factory: async () => (await import("../mcp/server.ts")).createMcpServer({ providers, log }),
+    factory: async () =>
+      (await import("../mcp/server.ts")).createMcpServer({ providers, tools: toolSet, log }),
     providers,
     log,
     stdioSessions,
@@ -283,15 +290,15 @@ async function listen(
 
 /** Loads the MCP server and the stdio transport, then serves stdio until it ends. */
 async function serveStdioSession(
-  providers: Provider[],
-  log: Logger,
+  deps: { providers: Provider[]; toolSet: ToolSet; log: Logger },
   options: import("../transports/stdio.ts").StdioOptions,
 ): Promise<void> {
+  const { providers, toolSet, log } = deps;
   const [{ createServerFactory }, { serveStdio }] = await Promise.all([
     import("../mcp/server.ts"),
     import("../transports/stdio.ts"),
   ]);
-  await serveStdio(createServerFactory({ providers, log }), {
+  await serveStdio(createServerFactory({ providers, tools: toolSet, log }), {
     ...options,
     onError: (error) => log("debug", `stdio: ${error.message}`),
   });
@@ -312,7 +319,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     throw new UsageError(`--log-level must be debug, info, warning, error or silent`);
   }
   const log = createLogger({ level });
-  const providers = providersFromFlags(values);
+  const { providers, config } = loadProviders(values);
+  const toolSet = toolSetFlag(values.tools) ?? config.tools ?? "all";
   const useStdio = Boolean(values.stdio);
   const useNetwork = !useStdio || values.port !== undefined || values.host !== undefined;
   const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
@@ -326,10 +334,15 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
     const network = useNetwork
-      ? await listen(values, { providers, log, stdioSessions: () => stdioTransport ? 1 : 0 })
+      ? await listen(values, {
+        providers,
+        toolSet,
+        log,
+        stdioSessions: () => stdioTransport ? 1 : 0,
+      })
       : undefined;
     const stdioDone = useStdio
-      ? serveStdioSession(providers, log, {
+      ? serveStdioSession({ providers, toolSet, log }, {
         signal: stopStdio.signal,
         maxMessageSize: intFlag(
           values["max-message-bytes"],
@@ -372,4 +385,11 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }
+}
+
+/** Reads `--tools`. */
+function toolSetFlag(value: unknown): ToolSet | undefined {
+  if (value === undefined) return undefined;
+  if (value === "per-provider" || value === "router" || value === "all") return value;
+  throw new UsageError(`--tools must be per-provider, router or all, got ${JSON.stringify(value)}`);
 }
