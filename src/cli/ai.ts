@@ -1,7 +1,9 @@
 /**
- * `rune ai list|show|generate|chat|embed`: the provider from a terminal or
- * a script. Text streams to stdout as tokens arrive; `--json` prints one
- * JSON document (per turn, for chat) for scripts instead.
+ * `rune ai list|show|generate|chat|embed|providers`: every configured
+ * provider from a terminal or a script. Models are named
+ * `provider/model` (a bare name means Ollama). Text streams to stdout as
+ * tokens arrive; `--json` prints one JSON document (per turn, for chat) for
+ * scripts instead.
  *
  * @module
  */
@@ -11,23 +13,36 @@ import { RuneError, UsageError } from "../errors.ts";
 import { chatContent, embedContent, generateContent, modelContent } from "../mcp/tools/mapping.ts";
 import { toImage } from "../providers/images.ts";
 import { splitLines } from "../providers/ndjson.ts";
-import type { Chunk, FinalResult, Message, ModelOptions, Provider } from "../providers/types.ts";
+import { resolveModel, type Route } from "../providers/route.ts";
+import type {
+  Chunk,
+  FinalResult,
+  Message,
+  ModelInfo,
+  ModelOptions,
+  Provider,
+} from "../providers/types.ts";
 import { type Io, startSpinner, style } from "./output.ts";
-import { parseFlags, PROVIDER_FLAGS_HELP, providerFlags, providersFromFlags } from "./options.ts";
+import { loadProviders, parseFlags, PROVIDER_FLAGS_HELP, providerFlags } from "./options.ts";
 
 /** Help for `rune ai`. */
 export const AI_HELP = `Usage: rune ai <command> [options]
 
 Commands:
-  list                       list installed models
+  list [--provider ID]       list the models of every provider (or of one)
+  providers                  each provider: type, address, key set or not, reachable
   show MODEL                 details and capabilities of a model
   generate PROMPT --model M  complete a prompt (PROMPT from stdin when omitted)
   chat --model M             chat; interactive on a terminal (/exit to quit),
                              otherwise one user turn per stdin line
   embed TEXT... --model M    print one embedding vector per TEXT
 
+Models are named "provider/model" (e.g. anthropic/claude-sonnet-4-6, openai/gpt-4.1);
+a bare name means Ollama (e.g. llama3.2).
+
 Options:
   -m, --model NAME      model to use (default: $RUNE_MODEL)
+  -p, --provider ID     only this provider (list)
   -s, --system TEXT     system prompt (generate, chat)
   -i, --image FILE      attach an image, repeatable (generate)
       --format json     ask for JSON output (generate, chat)
@@ -41,6 +56,7 @@ ${PROVIDER_FLAGS_HELP}`;
 const aiFlags = {
   ...providerFlags,
   model: { type: "string", short: "m" },
+  provider: { type: "string", short: "p" },
   system: { type: "string", short: "s" },
   image: { type: "string", short: "i", multiple: true },
   format: { type: "string" },
@@ -55,8 +71,9 @@ const aiFlags = {
 type Values = Record<string, string | boolean | string[] | undefined>;
 
 /** What every `rune ai` subcommand works with. */
-interface Command {
-  provider: Provider;
+export interface Command {
+  /** Every configured provider, Ollama first. */
+  providers: Provider[];
   positionals: string[];
   values: Values;
   io: Io;
@@ -80,17 +97,19 @@ export async function runAi(args: string[], io: Io): Promise<number> {
     await io.out(AI_HELP + "\n");
     return 0;
   }
-  const [provider] = providersFromFlags(values);
+  const { providers } = loadProviders(values);
   const interrupt = new AbortController();
   const onSignal = () => interrupt.abort(new DOMException("Interrupted", "AbortError"));
   // Interactive chat handles Ctrl-C itself (it stops one reply, not the session).
   const ownInterrupt = command === "chat" && io.isTerminal.stdin;
   if (!ownInterrupt) Deno.addSignalListener("SIGINT", onSignal);
   try {
-    const cmd: Command = { provider, positionals, values, io, signal: interrupt.signal };
+    const cmd: Command = { providers, positionals, values, io, signal: interrupt.signal };
     switch (command) {
       case "list":
         return await list(cmd);
+      case "providers":
+        return await (await import("./providers.ts")).providersCommand(cmd);
       case "show":
         return await show(cmd);
       case "generate":
@@ -113,10 +132,11 @@ export async function runAi(args: string[], io: Io): Promise<number> {
   }
 }
 
-function requireModel(values: Values): string {
+/** The model to use, resolved to its provider (`--model provider/model`, else `$RUNE_MODEL`). */
+function requireModel(values: Values, providers: Provider[]): Route {
   const model = (values.model as string | undefined) ?? Deno.env.get("RUNE_MODEL");
   if (!model) throw new UsageError('No model given: pass --model NAME (see "rune ai list").');
-  return model;
+  return resolveModel(model, providers);
 }
 
 function numberFlag(values: Values, flag: string, integer = false): number | undefined {
@@ -168,20 +188,55 @@ function table(rows: string[][]): string {
   ) + "\n";
 }
 
-async function list({ provider, values, io, signal }: Command): Promise<number> {
-  const models = await provider.listModels({ signal });
+async function list({ providers, values, io, signal }: Command): Promise<number> {
+  const only = values.provider as string | undefined;
+  const chosen = only === undefined ? providers : providers.filter((p) => p.id === only);
+  if (chosen.length === 0) {
+    throw new UsageError(
+      `No provider "${only}": the configured providers are ${
+        providers.map((p) => p.id).join(", ")
+      }.`,
+    );
+  }
+  // Every provider at once; one that fails is reported on stderr beside the others' models.
+  const listed = await Promise.allSettled(chosen.map((p) => p.listModels({ signal })));
+  // Names carry their provider when more than one is listed.
+  const prefix = chosen.length > 1;
+  const models: { provider: Provider; model: ModelInfo }[] = [];
+  let failed = 0;
+  for (const [i, outcome] of listed.entries()) {
+    if (outcome.status === "fulfilled") {
+      for (const model of outcome.value) models.push({ provider: chosen[i], model });
+      continue;
+    }
+    if (!(outcome.reason instanceof RuneError) || chosen.length === 1) throw outcome.reason;
+    failed++;
+    io.err(`${style(io, "red", "error")}: ${chosen[i].id}: ${outcome.reason.message}\n`);
+  }
   if (values.json) {
-    await io.out(JSON.stringify(models.map((m) => modelContent(m)), null, 2) + "\n");
-    return 0;
+    await io.out(
+      JSON.stringify(
+        models.map(({ provider, model }) => modelContent(model, prefix ? provider.id : undefined)),
+        null,
+        2,
+      ) + "\n",
+    );
+    return failed === chosen.length ? 1 : 0;
   }
   if (models.length === 0) {
-    io.err(`No models are installed on ${provider.address}: run "ollama pull llama3.2".\n`);
-    return 0;
+    if (failed === 0) {
+      io.err(
+        chosen.length === 1 && chosen[0].type === "ollama"
+          ? `No models are installed on ${chosen[0].address}: run "ollama pull llama3.2".\n`
+          : "No models.\n",
+      );
+    }
+    return failed === chosen.length ? 1 : 0;
   }
   const rows = [["NAME", "SIZE", "PARAMS", "QUANT", "FAMILY", "MODIFIED", "LOADED"]];
-  for (const m of models) {
+  for (const { provider, model: m } of models) {
     rows.push([
-      m.name,
+      prefix ? `${provider.id}/${m.name}` : m.name,
       formatBytes(m.size),
       m.parameterSize ?? "",
       m.quantization ?? "",
@@ -194,9 +249,10 @@ async function list({ provider, values, io, signal }: Command): Promise<number> 
   return 0;
 }
 
-async function show({ provider, positionals, values, io, signal }: Command): Promise<number> {
-  const model = positionals[0] ?? (values.model as string | undefined);
-  if (!model || positionals.length > 1) throw new UsageError("Usage: rune ai show MODEL");
+async function show({ providers, positionals, values, io, signal }: Command): Promise<number> {
+  const name = positionals[0] ?? (values.model as string | undefined);
+  if (!name || positionals.length > 1) throw new UsageError("Usage: rune ai show MODEL");
+  const { provider, model } = resolveModel(name, providers);
   const details = await provider.showModel(model, { signal });
   if (values.json) {
     await io.out(JSON.stringify(details, null, 2) + "\n");
@@ -284,8 +340,8 @@ async function printStream(
   throw new Error("provider stream ended without a final result");
 }
 
-async function generate({ provider, positionals, values, io, signal }: Command): Promise<number> {
-  const model = requireModel(values);
+async function generate({ providers, positionals, values, io, signal }: Command): Promise<number> {
+  const { provider, model } = requireModel(values, providers);
   let prompt = positionals.join(" ");
   if (prompt === "") {
     if (io.isTerminal.stdin) {
@@ -310,8 +366,8 @@ async function generate({ provider, positionals, values, io, signal }: Command):
   return 0;
 }
 
-async function chat({ provider, values, io, signal }: Command): Promise<number> {
-  const model = requireModel(values);
+async function chat({ providers, values, io, signal }: Command): Promise<number> {
+  const { provider, model } = requireModel(values, providers);
   const interactive = io.isTerminal.stdin;
   const history: Message[] = [];
   if (values.system) history.push({ role: "system", content: values.system as string });
@@ -374,8 +430,11 @@ async function chat({ provider, values, io, signal }: Command): Promise<number> 
   }
 }
 
-async function embed({ provider, positionals, values, io, signal }: Command): Promise<number> {
-  const model = requireModel(values);
+async function embed({ providers, positionals, values, io, signal }: Command): Promise<number> {
+  const { provider, model } = requireModel(values, providers);
+  if (!provider.capabilities().embeddings) {
+    throw new RuneError(`${provider.label} (provider "${provider.id}") has no embeddings API.`);
+  }
   let inputs = positionals;
   if (inputs.length === 0) {
     if (io.isTerminal.stdin) throw new UsageError('No text given: rune ai embed "TEXT" --model M');

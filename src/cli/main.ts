@@ -15,7 +15,8 @@ export const HELP = `rune ${VERSION}: an MCP daemon for local and cloud language
 
 Usage:
   rune serve [--stdio] [--port N] [options]   serve MCP (see "rune serve --help")
-  rune ai list                                list models
+  rune ai list [--provider ID]                list models of every provider
+  rune providers                              configured providers, keys set, reachable
   rune ai show MODEL                          model details and capabilities
   rune ai generate PROMPT --model M           stream a completion
   rune ai chat --model M                      chat (interactive on a terminal)
@@ -67,6 +68,9 @@ export async function main(args: string[], io: Io = processIo()): Promise<number
         return await (await import("./serve.ts")).runServe(rest, io);
       case "ai":
         return await (await import("./ai.ts")).runAi(rest, io);
+      case "providers":
+        // The same report as "rune ai providers".
+        return await (await import("./ai.ts")).runAi(["providers", ...rest], io);
       default:
         throw new UsageError(`Unknown command "${command}": see "rune --help".`);
     }

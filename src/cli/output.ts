@@ -48,9 +48,9 @@ export function processIo(): Io {
 }
 
 /** Wraps `text` in an ANSI style when colour is on. */
-export function style(io: Io, code: "dim" | "red" | "bold", text: string): string {
+export function style(io: Io, code: "dim" | "red" | "green" | "bold", text: string): string {
   if (!io.color) return text;
-  const open = { dim: "\x1b[2m", red: "\x1b[31m", bold: "\x1b[1m" }[code];
+  const open = { dim: "\x1b[2m", red: "\x1b[31m", green: "\x1b[32m", bold: "\x1b[1m" }[code];
   return `${open}${text}\x1b[0m`;
 }
 

@@ -154,13 +154,16 @@ function create(
       entry.base_url ?? (zeroConfig ? options.ollamaHost ?? options.env("OLLAMA_HOST") : undefined),
     );
   }
-  return registry.create({
+  const credential = credentialFor(entry, registry, { ...options, zeroConfig });
+  const provider = registry.create({
     id: entry.id,
     baseUrl,
-    credential: credentialFor(entry, registry, { ...options, zeroConfig }),
+    credential,
     ...(entry.headers && { headers: entry.headers }),
     ...(entry.models && { models: entry.models }),
   }, options.common);
+  // Where the key comes from, for "rune providers" and /healthz (never the key).
+  return credential ? { ...provider, credentialSource: credential.describe } : provider;
 }
 
 /** Where a provider's key comes from, in order: its variable, the credential store. */

@@ -258,6 +258,11 @@ export interface Provider {
   readonly label: string;
   /** Human-readable address of the backend, for messages and `/healthz`. */
   readonly address: string;
+  /**
+   * Where its key comes from (`ANTHROPIC_API_KEY`, a config entry, the
+   * credential store), never the key; undefined for keyless backends.
+   */
+  readonly credentialSource?: string;
   /** What this provider supports at all. */
   capabilities(): Capabilities;
   /** Lists the models available. */
