@@ -49,6 +49,8 @@ export interface FakeProviderOptions {
    * @default true
    */
   embeddings?: boolean;
+  /** A log of `start:<id>` and `end:<id>` to share between fakes (to observe concurrency). */
+  events?: string[];
 }
 
 /** The fake and its controls. */
@@ -71,6 +73,8 @@ export interface FakeProvider extends Provider {
   endless?: boolean;
   /** Chunks handed to consumers so far, across calls. */
   pulled: number;
+  /** `start` and `end` of each completion, in order, shared with other fakes (see `events` option). */
+  events: string[];
   /** Resolves when a completion has handed out `n` chunks in total. */
   waitForPulled(n: number): Promise<void>;
 }
@@ -115,7 +119,13 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
     call: CallOptions,
     toolCalls: ToolCall[],
   ): AsyncGenerator<Chunk> {
-    takeFailure();
+    fake.events.push(`start:${fake.id}`);
+    try {
+      takeFailure();
+    } catch (error) {
+      fake.events.push(`end:${fake.id}`);
+      throw error;
+    }
     const words = fake.script ?? prompt.split(/(?=\s)/);
     let text = "";
     let thinking = "";
@@ -136,6 +146,7 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
       yield { type: "text", text: delta };
     }
     if (toolCalls.length) yield { type: "tool_calls", toolCalls };
+    fake.events.push(`end:${fake.id}`);
     const result: FinalResult = {
       model,
       text,
@@ -154,6 +165,7 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
     address: "fake://in-process",
     calls: [],
     pulled: 0,
+    events: options.events ?? [],
     capabilities: () => ({ ...ALL, embeddings: options.embeddings ?? true }),
     listModels(call = {}) {
       fake.calls.push({ method: "listModels", request: undefined, signal: call.signal });

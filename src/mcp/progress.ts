@@ -36,6 +36,26 @@ export interface ProgressStream {
 export interface ProgressOptions {
   /** Called when a send fails (the stream keeps going without it). */
   onError?: (error: unknown) => void;
+  /**
+   * Hands out `progress` values; streams that share one (the models of a
+   * compare call) share one strictly increasing sequence.
+   * @default a counter of its own, from 1
+   */
+  counter?: ProgressCounter;
+  /** Added to every notification's `_meta` (e.g. `{ model }`). */
+  meta?: Record<string, unknown>;
+}
+
+/** A source of strictly increasing progress values. */
+export interface ProgressCounter {
+  /** The next value. */
+  next(): number;
+}
+
+/** A counter from 1. */
+export function createProgressCounter(): ProgressCounter {
+  let count = 0;
+  return { next: () => ++count };
 }
 
 /**
@@ -50,7 +70,7 @@ export function createProgressStream(
 ): ProgressStream {
   let text = "";
   let thinking = "";
-  let count = 0;
+  const counter = options.counter ?? createProgressCounter();
   let sending: Promise<void> | undefined;
 
   async function drain(): Promise<void> {
@@ -61,13 +81,15 @@ export function createProgressStream(
       const thought = thinking;
       text = "";
       thinking = "";
-      count++;
+      // Taken right before the send call: notifications reach the wire in this order.
+      const progress = counter.next();
+      const meta = thought ? { ...options.meta, thinking: thought } : options.meta;
       try {
         await send({
           progressToken: token,
-          progress: count,
+          progress,
           message,
-          ...(thought && { _meta: { thinking: thought } }),
+          ...(meta && { _meta: meta }),
         });
       } catch (error) {
         options.onError?.(error);

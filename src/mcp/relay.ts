@@ -15,7 +15,17 @@
 import type { ServerContext } from "@modelcontextprotocol/server";
 import type { Chunk, FinalResult } from "../providers/types.ts";
 import { flowOf } from "./flow.ts";
-import { createProgressStream } from "./progress.ts";
+import { createProgressStream, type ProgressCounter } from "./progress.ts";
+
+/** Options of {@linkcode relay}. */
+export interface RelayOptions {
+  /** Shared progress values (several relays in one call). Default: the relay's own. */
+  counter?: ProgressCounter;
+  /** Added to every progress notification's `_meta`. */
+  meta?: Record<string, unknown>;
+  /** Called once, when the first text or thinking arrives. */
+  onFirstToken?: () => void;
+}
 
 /**
  * Text (in characters) that may wait for a slow client before the relay
@@ -27,19 +37,27 @@ export const MAX_PENDING_PROGRESS = 64 * 1024;
 export async function relay(
   chunks: AsyncIterable<Chunk>,
   ctx: ServerContext,
+  options: RelayOptions = {},
 ): Promise<FinalResult> {
   const token = ctx.mcpReq._meta?.progressToken;
   const flow = flowOf(ctx.http?.req);
   const progress = token === undefined ? undefined : createProgressStream(token, async (params) => {
     await ctx.mcpReq.notify({ method: "notifications/progress", params });
     await flow?.ready();
-  });
+  }, { counter: options.counter, meta: options.meta });
+  let first = options.onFirstToken;
   for await (const chunk of chunks) {
     if (chunk.type === "done") {
       await progress?.flush();
       return chunk.result;
     }
-    if (chunk.type === "text" || chunk.type === "thinking") progress?.push(chunk.text, chunk.type);
+    if (chunk.type === "text" || chunk.type === "thinking") {
+      if (first) {
+        first();
+        first = undefined;
+      }
+      progress?.push(chunk.text, chunk.type);
+    }
     if (progress && progress.pending > MAX_PENDING_PROGRESS) await progress.flush();
   }
   throw new Error("provider stream ended without a final result");

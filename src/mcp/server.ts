@@ -30,6 +30,7 @@ import { isAbortError, RuneError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { registerCompareTool } from "./tools/compare_tools.ts";
 import { registerProviderTools } from "./tools/provider_tools.ts";
 import type { Register, ToolConfig } from "./tools/register.ts";
 import { registerRouterTools } from "./tools/router_tools.ts";
@@ -122,6 +123,7 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
     for (const provider of deps.providers) registerProviderTools(provider, register);
   }
   if (toolSet !== "per-provider") registerRouterTools(deps.providers, register);
+  registerCompareTool(deps.providers, register);
   return server;
 }
 

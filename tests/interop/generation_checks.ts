@@ -14,6 +14,7 @@ import type { OllamaDouble } from "../ollama_double.ts";
 /** The tools Rune lists with one Ollama provider, sorted. */
 export const TOOLS = [
   "ai_chat",
+  "ai_compare",
   "ai_embed",
   "ai_generate",
   "ai_list_models",

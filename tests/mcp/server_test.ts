@@ -104,6 +104,7 @@ for (const era of ["legacy", "modern"] as const) {
         "ai_fake_generate",
         "ai_fake_chat",
         "ai_fake_embed",
+        "ai_compare",
       ]);
       const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
       const generate = byName.ai_fake_generate;
@@ -407,6 +408,7 @@ Deno.test("--tools all registers each provider's tools and the router set", asyn
       "ai_generate",
       "ai_chat",
       "ai_embed",
+      "ai_compare",
     ]);
   }, { tools: "all", others: [other] });
 });
@@ -424,6 +426,7 @@ Deno.test("router tools route provider/model names and list every provider's mod
       "ai_generate",
       "ai_chat",
       "ai_embed",
+      "ai_compare",
     ]);
     const listed = await client.callTool({ name: "ai_list_models", arguments: {} });
     assert.deepEqual(listed.structuredContent, {
@@ -486,4 +489,88 @@ Deno.test("router listing reports a failing provider beside the others' models",
       errors: [{ provider: "cloud", error: "Cannot reach cloud: check the network." }],
     });
   }, { tools: "router", others: [cloud] });
+});
+
+Deno.test("ai_compare runs the models at once and returns each answer in the order asked", async () => {
+  const events: string[] = [];
+  const a = createFakeProvider({ id: "a", events });
+  const b = createFakeProvider({ id: "b", events });
+  const c = createFakeProvider({ id: "c", events });
+  c.failNext = new RuneError("Model c/m is not installed: pull it first.");
+  await withServer("modern", async ({ client, wire }) => {
+    const result = await client.callTool({
+      name: "ai_compare",
+      arguments: { prompt: "one two three", models: ["a/m", "b/m", "c/m"], system: "terse" },
+      _meta: { progressToken: "cmp" },
+    });
+    assert.equal(result.isError, undefined);
+    const { results } = result.structuredContent as {
+      results: Record<string, unknown>[];
+    };
+    assert.deepEqual(results.map((r) => [r.model, r.response, r.error]), [
+      ["a/m", "one two three", undefined],
+      ["b/m", "one two three", undefined],
+      ["c/m", "", "Model c/m is not installed: pull it first."],
+    ]);
+    for (const r of results.slice(0, 2)) {
+      assert.equal(typeof r.ttft_ms, "number");
+      assert.ok((r.total_ms as number) >= (r.ttft_ms as number));
+      assert.deepEqual(r.usage, { prompt_tokens: 3, completion_tokens: 3 });
+    }
+    // Concurrent: every model started before any of them finished.
+    const firstEnd = events.findIndex((e) => e.startsWith("end:"));
+    assert.deepEqual(events.slice(0, 3).sort(), ["start:a", "start:b", "start:c"]);
+    assert.ok(firstEnd >= 3, events.join(" "));
+    // The system prompt reached every model.
+    assert.equal((a.calls[0].request as { system?: string }).system, "terse");
+    // One strictly increasing progress sequence, each notification tagged with its model.
+    const progress = progressOf(wire, "cmp") as {
+      progress: number;
+      message: string;
+      _meta?: { model?: string };
+    }[];
+    assert.deepEqual(progress.map((p) => p.progress), progress.map((_, i) => i + 1));
+    for (const model of ["a/m", "b/m"]) {
+      assert.equal(
+        progress.filter((p) => p._meta?.model === model).map((p) => p.message).join(""),
+        "one two three",
+      );
+    }
+    assert.equal(progress.filter((p) => p._meta?.model === "c/m").length, 0);
+  }, { tools: "router", others: [a, b, c] });
+});
+
+Deno.test("ai_compare is an error only when every model failed, and cancel stops them all", async () => {
+  const a = createFakeProvider({ id: "a" });
+  const b = createFakeProvider({ id: "b" });
+  await withServer("legacy", async ({ client }) => {
+    const failed = await client.callTool({
+      name: "ai_compare",
+      arguments: { prompt: "x", models: ["nope/m", "zzz/m"] },
+    });
+    assert.equal(failed.isError, true);
+    assert.match(resultText(failed), /Unknown provider "nope"/);
+    const invalid = await client.callTool({
+      name: "ai_compare",
+      arguments: { prompt: "x", models: ["a/m"] },
+    });
+    assert.equal(invalid.isError, true, "one model is not a comparison");
+    a.endless = true;
+    b.endless = true;
+    const controller = new AbortController();
+    const call = client.callTool({
+      name: "ai_compare",
+      arguments: { prompt: "x", models: ["a/m", "b/m"] },
+    }, { signal: controller.signal });
+    await a.waitForPulled(2);
+    await b.waitForPulled(2);
+    controller.abort("stop");
+    await assert.rejects(call);
+    for (const fake of [a, b]) {
+      const signal = fake.calls.at(-1)!.signal!;
+      await new Promise<void>((resolve) =>
+        signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve())
+      );
+    }
+  }, { tools: "router", others: [a, b] });
 });

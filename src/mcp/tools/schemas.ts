@@ -216,7 +216,8 @@ export const INPUTS: Record<
 /** Input of the list tools: none. */
 export const NO_INPUT: z.ZodRawShape = {};
 
-const usageSchema = z.object({
+/** Token counts and timings of a result. */
+export const usageSchema = z.object({
   prompt_tokens: z.number().optional(),
   completion_tokens: z.number().optional(),
   total_ms: z.number().optional(),
