@@ -10,6 +10,7 @@
 
 import { RuneError, UsageError } from "../errors.ts";
 import type { ToolSet } from "../mcp/server.ts";
+import { createMemoryTaskStore, type TaskStore } from "../mcp/tasks/store.ts";
 import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { createHandler, type Handler } from "../transports/http.ts";
@@ -214,9 +215,10 @@ interface Listener {
 /** Starts the network listener from the parsed flags. */
 async function listen(
   values: Record<string, unknown>,
-  { providers, toolSet, log, stdioSessions }: {
+  { providers, toolSet, tasks, log, stdioSessions }: {
     providers: Provider[];
     toolSet: ToolSet;
+    tasks: TaskStore;
     log: Logger;
     /** Number of stdio sessions, for `/healthz`. */
     stdioSessions: () => number;
@@ -233,8 +235,13 @@ async function listen(
   }
   const handler = createHandler({
     // Loaded with the first session: an idle daemon stays small.
-    factory: async () =>
-      (await import("../mcp/server.ts")).createMcpServer({ providers, tools: toolSet, log }),
+    factory: async (ctx) => {
+      const { createMcpServer, ownerOf } = await import("../mcp/server.ts");
+      return createMcpServer({ providers, tools: toolSet, log, tasks }, {
+        era: ctx.era,
+        owner: ownerOf(ctx),
+      });
+    },
     providers,
     log,
     stdioSessions,
@@ -290,15 +297,15 @@ async function listen(
 
 /** Loads the MCP server and the stdio transport, then serves stdio until it ends. */
 async function serveStdioSession(
-  deps: { providers: Provider[]; toolSet: ToolSet; log: Logger },
+  deps: { providers: Provider[]; toolSet: ToolSet; tasks: TaskStore; log: Logger },
   options: import("../transports/stdio.ts").StdioOptions,
 ): Promise<void> {
-  const { providers, toolSet, log } = deps;
+  const { providers, toolSet, tasks, log } = deps;
   const [{ createServerFactory }, { serveStdio }] = await Promise.all([
     import("../mcp/server.ts"),
     import("../transports/stdio.ts"),
   ]);
-  await serveStdio(createServerFactory({ providers, tools: toolSet, log }), {
+  await serveStdio(createServerFactory({ providers, tools: toolSet, log, tasks }), {
     ...options,
     onError: (error) => log("debug", `stdio: ${error.message}`),
   });
@@ -321,6 +328,8 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const log = createLogger({ level });
   const { providers, config } = loadProviders(values);
   const toolSet = toolSetFlag(values.tools) ?? config.tools ?? "all";
+  // Long calls run as tasks for clients that support them; results are kept for their TTL.
+  const tasks = createMemoryTaskStore();
   const useStdio = Boolean(values.stdio);
   const useNetwork = !useStdio || values.port !== undefined || values.host !== undefined;
   const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
@@ -337,12 +346,13 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       ? await listen(values, {
         providers,
         toolSet,
+        tasks,
         log,
         stdioSessions: () => stdioTransport ? 1 : 0,
       })
       : undefined;
     const stdioDone = useStdio
-      ? serveStdioSession({ providers, toolSet, log }, {
+      ? serveStdioSession({ providers, toolSet, tasks, log }, {
         signal: stopStdio.signal,
         maxMessageSize: intFlag(
           values["max-message-bytes"],

@@ -30,6 +30,8 @@ import { isAbortError, RuneError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { installTasks, taskCapabilities } from "./tasks/install.ts";
+import type { TaskStore } from "./tasks/store.ts";
 import { registerCompareTool } from "./tools/compare_tools.ts";
 import { registerProviderTools } from "./tools/provider_tools.ts";
 import type { Register, ToolConfig } from "./tools/register.ts";
@@ -52,6 +54,22 @@ export interface McpServerDeps {
   tools?: ToolSet;
   /** Diagnostics sink (stderr in the daemon). Default: silent. */
   log?: Logger;
+  /** Where long calls run as tasks live; without one, no tasks are offered. */
+  tasks?: TaskStore;
+}
+
+/** What one server instance serves. */
+export interface InstanceOptions {
+  /**
+   * The protocol era of the connection or request.
+   * @default "legacy"
+   */
+  era?: "legacy" | "modern";
+  /**
+   * Who the instance serves: the owner of its tasks (an identity, or a session).
+   * @default a fresh id (the instance's own session)
+   */
+  owner?: string;
 }
 
 /** How long a client may reuse a `tools/list` result (2026-07-28 `ttlMs`). */
@@ -82,21 +100,27 @@ function objectSchema(shape: z.ZodRawShape, strict: boolean): z.ZodObject<z.ZodR
 }
 
 /** Creates a fresh MCP server with every provider's tools registered. */
-export function createMcpServer(deps: McpServerDeps): McpServer {
+export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions = {}): McpServer {
   const log = deps.log ?? (() => {});
   const toolSet = deps.tools ?? "all";
+  const era = instance.era ?? "legacy";
   const server = new McpServer(
     { name: "rune", title: "Rune", version: VERSION },
     {
-      capabilities: { tools: { listChanged: false }, logging: {} },
+      capabilities: {
+        tools: { listChanged: false },
+        logging: {},
+        ...(deps.tasks && taskCapabilities(era)),
+      },
       instructions: instructions(deps.providers, toolSet),
       cacheHints: { "tools/list": { ttlMs: TOOLS_LIST_TTL_MS, cacheScope: "private" } },
       maxToolInputElements: MAX_TOOL_INPUT_ELEMENTS,
     },
   );
 
+  const long = new Set<string>();
   const register: Register = (name, config: ToolConfig, run) => {
-    server.registerTool(name, {
+    const registered = server.registerTool(name, {
       title: config.title,
       description: config.description,
       inputSchema: objectSchema(config.input, true),
@@ -117,6 +141,11 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
         throw error;
       }
     });
+    if (config.long && deps.tasks) {
+      long.add(name);
+      // Listed as task-capable (2025-11-25 tools/list); the SDK has no registration option.
+      registered.execution = { taskSupport: "optional" };
+    }
   };
 
   if (toolSet !== "router") {
@@ -124,6 +153,15 @@ export function createMcpServer(deps: McpServerDeps): McpServer {
   }
   if (toolSet !== "per-provider") registerRouterTools(deps.providers, register);
   registerCompareTool(deps.providers, register);
+  if (deps.tasks) {
+    installTasks(server, {
+      store: deps.tasks,
+      era,
+      owner: instance.owner ?? `session:${crypto.randomUUID()}`,
+      tools: long,
+      log: (level, text) => log(level, text),
+    });
+  }
   return server;
 }
 
@@ -142,5 +180,20 @@ function instructions(providers: readonly Provider[], toolSet: ToolSet): string 
  * The instance does not depend on the era.
  */
 export function createServerFactory(deps: McpServerDeps): McpServerFactory {
-  return () => createMcpServer(deps);
+  return (ctx) => createMcpServer(deps, { era: ctx.era, owner: ownerOf(ctx) });
+}
+
+/**
+ * The owner of the tasks a server instance creates: the authenticated
+ * identity when there is one (it survives reconnects); else the instance's
+ * own session, except for stateless 2026-07-28 HTTP requests, which have no
+ * session and share one anonymous owner (their task ids, random UUIDs, are
+ * the capability).
+ */
+export function ownerOf(
+  ctx: { era?: string; authInfo?: { clientId?: string }; requestInfo?: unknown },
+): string | undefined {
+  if (ctx.authInfo?.clientId) return ctx.authInfo.clientId;
+  if (ctx.era === "modern" && ctx.requestInfo !== undefined) return "anonymous";
+  return undefined;
 }

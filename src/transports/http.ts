@@ -15,6 +15,7 @@ import type { McpServerFactory } from "@modelcontextprotocol/server";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { authInfoOf } from "./auth_info.ts";
 import { createAuthLimiter } from "./auth_limiter.ts";
 import { preflight, withCors } from "./cors.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST } from "./jsonrpc.ts";
@@ -179,7 +180,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     return new Response(JSON.stringify(body), { headers: JSON_HEADERS });
   }
 
-  async function upgrade(request: Request): Promise<Response> {
+  async function upgrade(request: Request, identity: Identity): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response('Use a WebSocket client with subprotocol "mcp" on this endpoint.\n', {
         status: 426,
@@ -206,7 +207,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       response = upgraded.response;
       response.headers.set("sec-websocket-protocol", "mcp");
       upgraded.socket.binaryType = "arraybuffer";
-      session = kit.attachWebSocket(upgraded.socket, deps.factory, {
+      // The connection's identity travels with it: its tasks belong to that identity.
+      const factory: McpServerFactory = (ctx) => deps.factory({ ...ctx, ...authInfoOf(identity) });
+      session = kit.attachWebSocket(upgraded.socket, factory, {
         ...limits,
         onError: (error) => log("warning", `websocket session: ${error.message}`),
       });
@@ -330,7 +333,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (url.pathname === "/mcp") return await mcp(request, address);
     const identity = await authorize(request, address, url.pathname);
     if (identity instanceof Response) return identity;
-    return await upgrade(request);
+    return await upgrade(request, identity);
   };
 
   return Object.assign(handler, {

@@ -34,6 +34,7 @@ import type { Logger } from "../log.ts";
 import { setFlow } from "../mcp/flow.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST, TOO_MANY_REQUESTS } from "./jsonrpc.ts";
 import { createMeter, type MeterOptions } from "./metered_body.ts";
+import { authInfoOf } from "./auth_info.ts";
 import type { Identity } from "./security.ts";
 import type { SessionSlots } from "./session_slots.ts";
 
@@ -234,7 +235,11 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
     });
   }
 
-  async function serveModern(request: Request, body: unknown): Promise<Response> {
+  async function serveModern(
+    request: Request,
+    body: unknown,
+    identity: Identity,
+  ): Promise<Response> {
     if (draining) return jsonError(503, "Shutting down: no new requests", TOO_MANY_REQUESTS);
     // Reserved before any await, so no burst can exceed the cap.
     if (!deps.slots.tryReserve()) {
@@ -251,7 +256,7 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
     try {
       return await metered(
         request,
-        () => modern.fetch(request, { parsedBody: body }),
+        () => modern.fetch(request, { parsedBody: body, ...authInfoOf(identity) }),
         // The SDK aborts the exchange itself when its stream is cancelled.
         () => {},
         release,
@@ -321,7 +326,11 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
       releaseSlot = undefined;
     };
     try {
-      const server = await deps.factory({ era: "legacy", requestInfo: request }) as McpServer;
+      const server = await deps.factory({
+        era: "legacy",
+        requestInfo: request,
+        ...authInfoOf(identity),
+      }) as McpServer;
       const transport = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => crypto.randomUUID(),
         onsessioninitialized: (id) => {
@@ -359,7 +368,7 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
   }
 
   async function handle(request: Request, body: unknown, identity: Identity): Promise<Response> {
-    if (!await isLegacyRequest(request, body)) return await serveModern(request, body);
+    if (!await isLegacyRequest(request, body)) return await serveModern(request, body, identity);
     const sessionId = request.headers.get("mcp-session-id");
     if (sessionId !== null) return await serveSession(request, body, { sessionId, identity });
     if (request.method !== "POST" || !isInitialize(body)) {

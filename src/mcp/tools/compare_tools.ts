@@ -70,6 +70,7 @@ export function registerCompareTool(providers: readonly Provider[], register: Re
     input: compareInput,
     output: compareOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
+    long: true,
   }, async (raw, ctx) => {
     const args = raw as unknown as CompareArgs;
     if ((args.prompt === undefined) === (args.messages === undefined)) {

@@ -66,6 +66,7 @@ export function registerProviderTools(provider: Provider, register: Register): v
     input: inputs.generate,
     output: generateOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
+    long: true,
   }, async (args, ctx) => {
     const request = toGenerateRequest(args as unknown as GenerateArgs);
     const result = await relay(provider.generate(request, { signal: ctx.mcpReq.signal }), ctx);
@@ -82,6 +83,7 @@ export function registerProviderTools(provider: Provider, register: Register): v
     input: inputs.chat,
     output: chatOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
+    long: true,
   }, async (args, ctx) => {
     const request = toChatRequest(args as unknown as ChatArgs);
     const result = await relay(provider.chat(request, { signal: ctx.mcpReq.signal }), ctx);

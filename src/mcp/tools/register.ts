@@ -21,6 +21,8 @@ export interface ToolConfig {
   output: z.ZodRawShape;
   /** Behaviour hints. */
   annotations: ToolAnnotations;
+  /** A long call (a generation): it may run as a task for clients that support tasks. */
+  long?: boolean;
 }
 
 /** Runs a tool with validated arguments. */

@@ -84,6 +84,7 @@ export function registerRouterTools(providers: readonly Provider[], register: Re
     input: INPUTS.router.generate,
     output: generateOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
+    long: true,
   }, async (args, ctx) => {
     const { provider, model } = resolveModel(args.model as string, providers);
     const request = toGenerateRequest(args as unknown as GenerateArgs, model);
@@ -101,6 +102,7 @@ export function registerRouterTools(providers: readonly Provider[], register: Re
     input: INPUTS.router.chat,
     output: chatOutput,
     annotations: { readOnlyHint: true, openWorldHint: false },
+    long: true,
   }, async (args, ctx) => {
     const { provider, model } = resolveModel(args.model as string, providers);
     const request = toChatRequest(args as unknown as ChatArgs, model);
