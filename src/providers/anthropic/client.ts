@@ -152,7 +152,7 @@ export interface AnthropicProviderOptions {
  * const claude = createAnthropicProvider({
  *   credential: fixedCredential(Deno.env.get("ANTHROPIC_API_KEY")!, "ANTHROPIC_API_KEY"),
  * });
- * for await (const chunk of claude.generate({ model: "claude-sonnet-4-5", prompt: "Hi" })) {
+ * for await (const chunk of claude.generate({ model: "claude-sonnet-4-6", prompt: "Hi" })) {
  *   if (chunk.type === "text") console.log(chunk.text);
  * }
  * ```
