@@ -30,7 +30,7 @@ import {
 import { exchange, type HttpRequest, type HttpUpstream, requestJson } from "../http.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ndjson.ts";
 import { displayAddress } from "../ollama_host.ts";
-import { type RetryOptions, withRetries } from "../retry.ts";
+import { type RetryJudge, type RetryOptions, withRetries } from "../retry.ts";
 import type {
   CallOptions,
   ChatRequest,
@@ -120,6 +120,8 @@ export interface AnthropicProviderOptions {
   limits?: Partial<ByteLimits>;
   /** Retries before the first token (429, 529, 5xx, resets); see `RetryOptions` for defaults. */
   retry?: RetryOptions;
+  /** Called before each retry's wait, with the failure, the retry's number and the wait (logs). */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
   /**
    * `max_tokens` when a call gives none (Anthropic requires it).
    * @default 4096
@@ -191,6 +193,9 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
     httpError: (reply) => anthropicHttpError(source, reply),
   };
   const retry = options.retry ?? {};
+  const judge: RetryJudge = options.onRetry
+    ? { ...ANTHROPIC_RETRY_JUDGE, onRetry: options.onRetry }
+    : ANTHROPIC_RETRY_JUDGE;
   const signatures = new SignatureMemory();
   const bodyOptions: BodyOptions = {
     name: label,
@@ -240,7 +245,7 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
           });
           return checkReply(value, shape, upstream, request.path);
         }, request.signal),
-      ANTHROPIC_RETRY_JUDGE,
+      judge,
       { ...retry, ...(request.signal && { signal: request.signal }) },
     );
   }
@@ -295,7 +300,7 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
       ...(callOptions.signal && { signal: callOptions.signal }),
       maxEventLength,
       retry,
-      judge: ANTHROPIC_RETRY_JUDGE,
+      judge,
       signatures,
       send: (deadline: Deadline) =>
         authorized(

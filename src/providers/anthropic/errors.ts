@@ -229,9 +229,16 @@ function anthropicError(
         options,
       );
     default:
+      if (report.fromAnthropic === false) {
+        return new UpstreamError(
+          status,
+          `${at} answered ${report.path} with HTTP ${status} and ${message}: a proxy or gateway between Rune and ${name} may have failed; retry, and check ${source.addressSetting}.`,
+          options,
+        );
+      }
       return new UpstreamError(
         status,
-        `${at} reported an error${midStream || ` with HTTP ${status}`} ${said}: ${
+        `${at} reported an error${midStream} ${said}: ${
           status >= 500 || status === 200
             ? "this is on Anthropic's side; retry in a moment (status.anthropic.com shows incidents)."
             : "check the request and retry."
