@@ -297,24 +297,22 @@ function requestId(state: State): string {
   return nextId(state, "req_011C");
 }
 
-function jsonResponse(state: State, status: number, body: unknown, headers = {}): Response {
+function jsonResponse(state: State, body: unknown): Response {
   return new Response(JSON.stringify(body), {
-    status,
-    headers: {
-      "content-type": "application/json",
-      "request-id": requestId(state),
-      ...headers,
-    },
+    status: 200,
+    headers: { "content-type": "application/json", "request-id": requestId(state) },
   });
 }
 
 /** Anthropic's error body, with the request id in the body and the header. */
 function errorResponse(
   state: State,
-  status: number,
-  type: string,
-  message: string,
-  headers: Record<string, string> = {},
+  { status, type, message, headers = {} }: {
+    status: number;
+    type: string;
+    message: string;
+    headers?: Record<string, string>;
+  },
 ): Response {
   const id = requestId(state);
   return new Response(
@@ -324,7 +322,7 @@ function errorResponse(
 }
 
 function invalid(state: State, message: string): Response {
-  return errorResponse(state, 400, "invalid_request_error", message);
+  return errorResponse(state, { status: 400, type: "invalid_request_error", message });
 }
 
 function sse(event: string, data: unknown): Uint8Array {
@@ -472,7 +470,7 @@ function handleModels(state: State, query: URLSearchParams): Response {
     start = Math.max(start, end - limit);
   }
   const page = state.models.slice(start, Math.min(end, start + limit));
-  return jsonResponse(state, 200, {
+  return jsonResponse(state, {
     data: page.map(modelJson),
     has_more: before !== null ? start > 0 : start + page.length < end,
     first_id: page[0]?.id ?? null,
@@ -527,8 +525,7 @@ function blocksOf(content: unknown): Json[] {
 /** The first problem Anthropic would report, in its words, or undefined. */
 function validateMessages(
   body: Json,
-  version: string,
-  model: DoubleModel | undefined,
+  { version, model }: { version: string; model: DoubleModel | undefined },
 ): string | undefined {
   for (const field of Object.keys(body)) {
     if (!KNOWN_FIELDS.has(field)) return `${field}: Extra inputs are not permitted`;
@@ -908,9 +905,7 @@ function takeFault(state: State): Fault | undefined {
 /** The start of a normal reply: `message_start`, a text block, `afterTokens` deltas. */
 function partialReply(
   state: State,
-  body: Json,
-  model: DoubleModel | undefined,
-  after: number,
+  { body, model, after }: { body: Json; model: DoubleModel | undefined; after: number },
 ): Step[] {
   const plan: Plan = model && Array.isArray(body.messages)
     ? planReply(state, { ...body, thinking: undefined }, model)
@@ -949,12 +944,16 @@ function partialReply(
 function faultResponse(
   state: State,
   fault: Fault,
-  body: Json,
-  model: DoubleModel | undefined,
+  { body, model }: { body: Json; model: DoubleModel | undefined },
 ): Response {
   switch (fault.kind) {
     case "status":
-      return errorResponse(state, fault.status, fault.type, fault.message, fault.headers);
+      return errorResponse(state, {
+        status: fault.status,
+        type: fault.type,
+        message: fault.message,
+        headers: fault.headers,
+      });
     case "raw":
       return new Response(fault.body, {
         status: fault.status ?? 200,
@@ -962,7 +961,7 @@ function faultResponse(
       });
     case "error-event":
       return stepsStream(state, [
-        ...partialReply(state, body, model, fault.afterTokens),
+        ...partialReply(state, { body, model, after: fault.afterTokens }),
         {
           delay: true,
           bytes: sse("error", {
@@ -974,7 +973,7 @@ function faultResponse(
       ]);
     case "drop":
       return stepsStream(state, [
-        ...partialReply(state, body, model, fault.afterTokens),
+        ...partialReply(state, { body, model, after: fault.afterTokens }),
         { delay: true, end: "error" },
       ]);
     case "hang-after-headers":
@@ -993,14 +992,17 @@ function authorize(state: State, headers: Headers): Response | undefined {
   const bearers = [`Bearer ${state.bearerToken}`, `Bearer ${state.apiKey}`];
   if (authorization !== null && bearers.includes(authorization)) return undefined;
   if (key === null && authorization === null) {
-    return errorResponse(state, 401, "authentication_error", ANTHROPIC_ERRORS.missingKey);
+    return errorResponse(state, {
+      status: 401,
+      type: "authentication_error",
+      message: ANTHROPIC_ERRORS.missingKey,
+    });
   }
-  return errorResponse(
-    state,
-    401,
-    "authentication_error",
-    key !== null ? ANTHROPIC_ERRORS.invalidKey : ANTHROPIC_ERRORS.invalidBearer,
-  );
+  return errorResponse(state, {
+    status: 401,
+    type: "authentication_error",
+    message: key !== null ? ANTHROPIC_ERRORS.invalidKey : ANTHROPIC_ERRORS.invalidBearer,
+  });
 }
 
 function handleMessages(state: State, raw: string, version: string): Response {
@@ -1016,12 +1018,18 @@ function handleMessages(state: State, raw: string, version: string): Response {
   if (!isObject(body)) return invalid(state, "Input should be a valid dictionary");
   const model = typeof body.model === "string" ? findModel(state, body.model) : undefined;
   const fault = takeFault(state);
-  if (fault) return faultResponse(state, fault, body, model);
-  const problem = validateMessages(body, version, model);
+  if (fault) return faultResponse(state, fault, { body, model });
+  const problem = validateMessages(body, { version, model });
   if (problem) return invalid(state, problem);
-  if (!model) return errorResponse(state, 404, "not_found_error", `model: ${body.model}`);
+  if (!model) {
+    return errorResponse(state, {
+      status: 404,
+      type: "not_found_error",
+      message: `model: ${body.model}`,
+    });
+  }
   const plan = planReply(state, body, model);
-  if (body.stream !== true) return jsonResponse(state, 200, messageJson(state, plan));
+  if (body.stream !== true) return jsonResponse(state, messageJson(state, plan));
   return stepsStream(state, replyEvents(state, plan));
 }
 
@@ -1055,7 +1063,13 @@ async function handle(state: State, request: Request): Promise<Response> {
     : request.method === "GET" && path.startsWith("/v1/models/")
     ? "model"
     : undefined;
-  if (!route) return errorResponse(state, 404, "not_found_error", ANTHROPIC_ERRORS.notFound);
+  if (!route) {
+    return errorResponse(state, {
+      status: 404,
+      type: "not_found_error",
+      message: ANTHROPIC_ERRORS.notFound,
+    });
+  }
   const denied = authorize(state, request.headers);
   if (denied) return denied;
   const version = request.headers.get("anthropic-version");
@@ -1068,14 +1082,20 @@ async function handle(state: State, request: Request): Promise<Response> {
       return handleMessages(state, raw, version);
     case "models": {
       const fault = takeFault(state);
-      if (fault) return faultResponse(state, fault, {}, undefined);
+      if (fault) return faultResponse(state, fault, { body: {}, model: undefined });
       return handleModels(state, url.searchParams);
     }
     case "model": {
       const id = decodeURIComponent(path.slice("/v1/models/".length));
       const model = findModel(state, id);
-      if (!model) return errorResponse(state, 404, "not_found_error", `model: ${id}`);
-      return jsonResponse(state, 200, modelJson(model));
+      if (!model) {
+        return errorResponse(state, {
+          status: 404,
+          type: "not_found_error",
+          message: `model: ${id}`,
+        });
+      }
+      return jsonResponse(state, modelJson(model));
     }
   }
 }

@@ -1374,7 +1374,7 @@ Deno.test("tokens slower than the idle timeout end the stream with an idle timeo
       (e: Error) => e instanceof ProviderTimeoutError && e.phase === "idle",
     );
     await double.waitForOpenStreams(0);
-    assert.equal(messagesSent(double), 1, "the first token came: no retry");
+    assert.equal(messagesSent(double), 1, "a deadline is not retried");
   });
 });
 

@@ -318,7 +318,7 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
             }),
           deadline.signal,
         ),
-      streamError: (error) => anthropicStreamError(source, error, model),
+      streamError: (error) => anthropicStreamError(source, { ...error, model }),
     });
   }
 

@@ -61,7 +61,11 @@ type Json = Record<string, unknown>;
 /** The body of a streamed `POST /v1/messages` for one prompt. */
 export function generateBody(request: GenerateRequest, options: BodyOptions): Json {
   refuseUnsupported(request, options.name);
-  const content = userContent(request.prompt, request.images, options.name, "images");
+  const content = userContent(request.prompt, {
+    images: request.images,
+    name: options.name,
+    where: "images",
+  });
   return {
     ...commonFields(request, options),
     ...(request.system !== undefined && request.system !== "" && { system: request.system }),
@@ -191,7 +195,9 @@ function toAnthropicMessages(
         system.push(message.content);
         break;
       case "user":
-        turn("user").blocks.push(...userBlocks(message, options.name, `${where}.images`));
+        turn("user").blocks.push(
+          ...userBlocks(message, { name: options.name, where: `${where}.images` }),
+        );
         break;
       case "tool": {
         if (message.toolCallId === undefined || message.toolCallId === "") {
@@ -201,7 +207,7 @@ function toAnthropicMessages(
           );
         }
         const images = message.images?.map((image, n) =>
-          imageBlock(image, options.name, `${where}.images[${n}]`)
+          imageBlock(image, { name: options.name, where: `${where}.images[${n}]` })
         ) ?? [];
         const result = {
           type: "tool_result",
@@ -223,7 +229,7 @@ function toAnthropicMessages(
         break;
       }
       case "assistant": {
-        const blocks = assistantBlocks(message, options, where);
+        const blocks = assistantBlocks(message, { ...options, where });
         // An empty assistant turn carries nothing, and Anthropic refuses empty content.
         if (blocks.length) turn("assistant").blocks.push(...blocks);
         break;
@@ -240,26 +246,30 @@ function toAnthropicMessages(
   };
 }
 
-function userBlocks(message: Message, name: string, where: string): Json[] {
-  const content = userContent(message.content, message.images, name, where);
+/** Where a message's content sits, for messages: the provider's name and the argument path. */
+interface Place {
+  /** Display name, e.g. `Anthropic`. */
+  name: string;
+  /** The argument's path, e.g. `messages[2].images`. */
+  where: string;
+}
+
+function userBlocks(message: Message, place: Place): Json[] {
+  const content = userContent(message.content, { ...place, images: message.images });
   return typeof content === "string" ? [{ type: "text", text: content }] : content;
 }
 
 /** A user turn's content: the text alone, or the images (first, as Anthropic advises) and the text. */
-function userContent(
-  text: string,
-  images: Image[] | undefined,
-  name: string,
-  where: string,
-): string | Json[] {
+function userContent(text: string, options: Place & { images?: Image[] }): string | Json[] {
+  const { images, name, where } = options;
   if (!images?.length) return text;
   return [
-    ...images.map((image, n) => imageBlock(image, name, `${where}[${n}]`)),
+    ...images.map((image, n) => imageBlock(image, { name, where: `${where}[${n}]` })),
     ...(text !== "" ? [{ type: "text", text }] : []),
   ];
 }
 
-function imageBlock(image: Image, name: string, where: string): Json {
+function imageBlock(image: Image, { name, where }: Place): Json {
   if (image.mediaType === undefined || !IMAGE_MEDIA_TYPES.includes(image.mediaType)) {
     const what = image.mediaType === undefined
       ? "its media type could not be recognised"
@@ -275,7 +285,8 @@ function imageBlock(image: Image, name: string, where: string): Json {
   };
 }
 
-function assistantBlocks(message: Message, options: BodyOptions, where: string): Json[] {
+function assistantBlocks(message: Message, options: BodyOptions & { where: string }): Json[] {
+  const { where } = options;
   if (message.images?.length) {
     throw new ArgumentError(
       "images",

@@ -91,13 +91,12 @@ export function anthropicHttpError(source: AnthropicSource, reply: ErrorReply): 
 /** Maps an `error` event inside a stream onto a typed error (status 200: the stream had begun). */
 export function anthropicStreamError(
   source: AnthropicSource,
-  error: { type: string; message: string },
-  model?: string,
+  { type, message, model }: { type: string; message: string; model?: string },
 ): ProviderError {
   return anthropicError(source, {
     status: 200,
-    type: error.type,
-    message: error.message,
+    type,
+    message,
     path: "/v1/messages",
     ...(model !== undefined && { model }),
   });

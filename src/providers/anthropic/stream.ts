@@ -70,12 +70,17 @@ export async function* streamMessages(
   upstream: HttpUpstream,
   options: StreamMessagesOptions,
 ): AsyncGenerator<Chunk> {
-  const deadline = startCall(upstream, options.signal);
-  const started = performance.now();
+  const call: Call = {
+    upstream,
+    options,
+    deadline: startCall(upstream, options.signal),
+    started: performance.now(),
+  };
+  const { deadline } = call;
   let reader: EventReader | undefined;
   try {
     const opened = await withRetries(
-      () => open(upstream, options, deadline, started),
+      () => open(call),
       {
         ...options.judge,
         onRetry(error, attempt, delayMs) {
@@ -99,16 +104,21 @@ export async function* streamMessages(
   }
 }
 
+/** One streamed call: where it goes, its options, its deadlines and when it began. */
+interface Call {
+  upstream: HttpUpstream;
+  options: StreamMessagesOptions;
+  deadline: Deadline;
+  /** `performance.now()` when the call began (for `usage.totalMs`). */
+  started: number;
+}
+
 /**
  * One attempt: sends the request and reads events until the first chunk
  * (or the end of a reply with none), so failures up to there can be retried.
  */
-async function open(
-  upstream: HttpUpstream,
-  options: StreamMessagesOptions,
-  deadline: Deadline,
-  started: number,
-): Promise<{ reader: EventReader; chunks: Chunk[] }> {
+async function open(call: Call): Promise<{ reader: EventReader; chunks: Chunk[] }> {
+  const { upstream, options, deadline } = call;
   const response = await options.send(deadline);
   const type = response.headers.get("content-type") ?? "";
   if (!response.body || !type.includes("text/event-stream")) {
@@ -123,8 +133,8 @@ async function open(
     );
   }
   deadline.arm("first-token");
-  const assembler = new MessageAssembler(upstream, options, started);
-  const reader = new EventReader(upstream, response.body, deadline, assembler, options);
+  const reader = new EventReader(call, response.body);
+  const { assembler } = reader;
   try {
     while (true) {
       const chunks = await reader.next();
@@ -145,18 +155,13 @@ class EventReader {
   #deadline: Deadline;
   #events = 0;
 
-  constructor(
-    upstream: HttpUpstream,
-    body: ReadableStream<Uint8Array>,
-    deadline: Deadline,
-    assembler: MessageAssembler,
-    options: StreamMessagesOptions,
-  ) {
-    this.#upstream = upstream;
-    this.#deadline = deadline;
-    this.assembler = assembler;
-    this.#iterator = readStream(body, sseParser({ maxEventLength: options.maxEventLength }), {
-      signal: deadline.signal,
+  /** Reads `body`, the reply of `call`, with a fresh assembler. */
+  constructor(call: Call, body: ReadableStream<Uint8Array>) {
+    this.#upstream = call.upstream;
+    this.#deadline = call.deadline;
+    this.assembler = new MessageAssembler(call);
+    this.#iterator = readStream(body, sseParser({ maxEventLength: call.options.maxEventLength }), {
+      signal: call.deadline.signal,
     });
   }
 
@@ -177,7 +182,7 @@ class EventReader {
     if (next.done) return undefined;
     this.#events++;
     this.#deadline.arm("idle");
-    const event = parseEvent(this.#upstream, next.value, this.#events);
+    const event = parseEvent(next.value, { source: this.#upstream, number: this.#events });
     return event ? this.assembler.push(event) : [];
   }
 
@@ -195,9 +200,15 @@ class EventReader {
   }
 }
 
-/** Parses and validates one event; undefined for event types Rune does not act on. */
-function parseEvent(upstream: HttpUpstream, sse: SseEvent, n: number): AnthropicEvent | undefined {
-  const where = `${PATH} event ${n}`;
+/**
+ * Parses and validates the `number`th event from `source`; undefined for
+ * event types Rune does not act on.
+ */
+function parseEvent(
+  sse: SseEvent,
+  { source: upstream, number }: { source: HttpUpstream; number: number },
+): AnthropicEvent | undefined {
+  const where = `${PATH} event ${number}`;
   let value: unknown;
   try {
     value = JSON.parse(sse.data);
@@ -253,7 +264,8 @@ class MessageAssembler {
   #toolCalls: ToolCall[] = [];
   #stopReason: string | null | undefined;
 
-  constructor(upstream: HttpUpstream, options: StreamMessagesOptions, started: number) {
+  /** Assembles the reply of `call`. */
+  constructor({ upstream, options, started }: Call) {
     this.#upstream = upstream;
     this.#options = options;
     this.#started = started;
