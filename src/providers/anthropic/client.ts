@@ -289,13 +289,12 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
     }
   }
 
+  /** Streams one `POST /v1/messages` with `payload` for `model`. */
   function complete(
     payload: Record<string, unknown>,
-    model: string,
-    callOptions: CallOptions,
+    { model, ...callOptions }: CallOptions & { model: string },
   ): AsyncGenerator<Chunk> {
     return streamMessages(upstream, {
-      payload,
       model,
       ...(callOptions.signal && { signal: callOptions.signal }),
       maxEventLength,
@@ -313,7 +312,8 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
               headers,
               accept: "text/event-stream",
               deadline,
-              // Anthropic sends the headers when the model starts answering.
+              // A busy model (or a gateway in front of it) may hold the headers back: the
+              // wait for them is the first-token wait, as for any model server.
               headersPhase: "first-token",
             }),
           deadline.signal,
@@ -332,7 +332,7 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
     } catch (error) {
       return failing(error as Error);
     }
-    return complete(payload, request.model, callOptions);
+    return complete(payload, { ...callOptions, model: request.model });
   }
 
   function chat(request: ChatRequest, callOptions: CallOptions = {}): AsyncGenerator<Chunk> {
@@ -342,7 +342,7 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
     } catch (error) {
       return failing(error as Error);
     }
-    return complete(payload, request.model, callOptions);
+    return complete(payload, { ...callOptions, model: request.model });
   }
 
   function embed(request: EmbedRequest, _options: CallOptions = {}): Promise<EmbedResult> {

@@ -40,8 +40,6 @@ export const MAX_CONTENT_BLOCKS = 1024;
 
 /** Options of {@linkcode streamMessages}. */
 export interface StreamMessagesOptions {
-  /** The request body (already with `stream: true`). */
-  payload: Record<string, unknown>;
   /** Model named in the request. */
   model: string;
   /** Cancels the call and the upstream request. */
