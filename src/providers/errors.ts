@@ -84,17 +84,57 @@ export class CapabilityError extends ProviderError {
   }
 }
 
+/** Options of {@linkcode UpstreamError}: what the backend said beyond the status. */
+export interface UpstreamErrorOptions extends ErrorOptions {
+  /** The wait the backend asked for (`retry-after`), in milliseconds. */
+  retryAfterMs?: number;
+  /** The backend's own error type, e.g. Anthropic's `overloaded_error`. */
+  errorType?: string;
+}
+
 /** The backend answered with an error (HTTP status or an error line in a stream). */
 export class UpstreamError extends ProviderError {
+  /** The wait the backend asked for before a retry, in milliseconds, if it said. */
+  readonly retryAfterMs?: number;
+  /** The backend's own error type, if it has one (e.g. `rate_limit_error`). */
+  readonly errorType?: string;
+
   /** Create the error; `status` is the HTTP status (200 for in-stream errors). */
   constructor(
     readonly status: number,
     message: string,
-    options?: ErrorOptions,
+    options?: UpstreamErrorOptions,
   ) {
     super(message, options);
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+    if (options?.errorType !== undefined) this.errorType = options.errorType;
   }
 }
+
+/**
+ * The backend refused the credential (401) or its permissions (403). The
+ * message names where the key came from (`credential`), never the key.
+ */
+export class AuthenticationError extends UpstreamError {
+  /** Create the error; `credential` says where the key came from, e.g. `ANTHROPIC_API_KEY`. */
+  constructor(
+    status: number,
+    readonly credential: string,
+    message: string,
+    options?: UpstreamErrorOptions,
+  ) {
+    super(status, message, options);
+  }
+}
+
+/** The backend is rate limiting this account (429); `retryAfterMs` says when to retry. */
+export class RateLimitError extends UpstreamError {}
+
+/** The backend is overloaded for everyone (Anthropic's 529, a 503); retry shortly. */
+export class OverloadedError extends UpstreamError {}
+
+/** The request was larger than the backend accepts (413). */
+export class RequestTooLargeError extends UpstreamError {}
 
 /** The connection closed in the middle of a streamed reply. */
 export class ConnectionDroppedError extends ProviderError {}
