@@ -84,15 +84,49 @@ export class CapabilityError extends ProviderError {
   }
 }
 
+/** Options of {@linkcode UpstreamError}. */
+export interface UpstreamErrorOptions extends ErrorOptions {
+  /** How long the backend asked to wait before a retry (`retry-after`), in milliseconds. */
+  retryAfterMs?: number;
+  /**
+   * Whether a retry can cure the error, when the backend said so (an
+   * exhausted quota is a 429 no retry cures); absent: decided by status.
+   */
+  retryable?: boolean;
+}
+
 /** The backend answered with an error (HTTP status or an error line in a stream). */
 export class UpstreamError extends ProviderError {
+  /** The backend's requested wait before a retry, in milliseconds, if it gave one. */
+  readonly retryAfterMs?: number;
+  /** Whether a retry can cure the error, when the backend said so. */
+  readonly retryable?: boolean;
+
   /** Create the error; `status` is the HTTP status (200 for in-stream errors). */
   constructor(
     readonly status: number,
     message: string,
-    options?: ErrorOptions,
+    options?: UpstreamErrorOptions,
   ) {
     super(message, options);
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
+    if (options?.retryable !== undefined) this.retryable = options.retryable;
+  }
+}
+
+/**
+ * The backend refused the credential (HTTP 401, or 403 for a key without
+ * access). The message names where the key came from, never the key.
+ */
+export class AuthenticationError extends UpstreamError {
+  /** Create the error; `credential` says where the key came from (absent: none configured). */
+  constructor(
+    status: number,
+    readonly credential: string | undefined,
+    message: string,
+    options?: UpstreamErrorOptions,
+  ) {
+    super(status, message, options);
   }
 }
 

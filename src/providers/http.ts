@@ -37,6 +37,8 @@ export interface ErrorReply {
   truncated: boolean;
   /** Model named in the request, if any. */
   model?: string;
+  /** The response headers (`retry-after`, rate-limit headers). */
+  headers?: Headers;
 }
 
 /** One provider's HTTP endpoint and how to talk about it. */
@@ -69,6 +71,8 @@ export interface HttpRequest extends CallOptions {
   headersPhase?: TimeoutPhase;
   /** The `accept` header. Default JSON and NDJSON. */
   accept?: string;
+  /** Headers of this request only (a credential read per request); they win over the upstream's. */
+  headers?: Record<string, string>;
 }
 
 /** Starts the deadlines of one call; dispose of it when the call ends. */
@@ -103,6 +107,7 @@ export async function exchange(
         accept: request.accept ?? "application/x-ndjson, application/json",
         ...(payload !== undefined && { "content-type": "application/json" }),
         ...upstream.headers,
+        ...request.headers,
       },
       ...(payload !== undefined && { body: JSON.stringify(payload) }),
     });
@@ -129,6 +134,7 @@ export async function exchange(
     text: body.text,
     truncated: body.truncated,
     model: request.model,
+    headers: response.headers,
   });
 }
 
