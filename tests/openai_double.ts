@@ -201,6 +201,8 @@ export type Fault =
   | { kind: "hang-after-headers" }
   /** The normal reply, its headers only after `ms`. */
   | { kind: "slow-headers"; ms: number }
+  /** The normal stream, silent for `ms` after its role chunk (a reasoning model thinking). */
+  | { kind: "pause-after-role"; ms: number }
   /** A stream that sends `data:` events of this text as is (malformed chunks, huge events). */
   | { kind: "raw-stream"; events: string[] };
 
@@ -887,12 +889,17 @@ function streamEvents(state: State, body: Json, model: DoubleModel, plan: Plan):
   return events;
 }
 
-function streamReply(state: State, events: Uint8Array[], ending: StreamStep): Response {
+function streamReply(
+  state: State,
+  events: Uint8Array[],
+  ending: StreamStep,
+  pause?: { at: number; ms: number },
+): Response {
   let i = 0;
   return sseResponse(
     state,
     managedStream(state, () => {
-      const delayMs = i > 0 ? state.tokenDelayMs : 0;
+      const delayMs = i === pause?.at ? pause.ms : i > 0 ? state.tokenDelayMs : 0;
       if (i < events.length) return { delayMs, bytes: events[i++] };
       i++;
       return { ...ending, delayMs };
@@ -977,6 +984,8 @@ async function handleChat(state: State, body: Json, fault: Fault | undefined): P
       return sseResponse(state, managedStream(state, () => ({ end: "hang" })));
     case "raw-stream":
       return streamReply(state, fault.events.map((text) => event(text)), { end: "close" });
+    case "pause-after-role":
+      return streamReply(state, events, { end: "close" }, { at: 1, ms: fault.ms });
   }
   return streamReply(state, events, { end: "close" });
 }

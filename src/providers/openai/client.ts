@@ -203,43 +203,45 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     return checkReply(value, shape, upstream, request.path);
   }
 
-  async function serverModels(options: CallOptions): Promise<ModelInfo[] | undefined> {
+  /** The server's models, or why it has no listing (404, 405, 501, or not a model list). */
+  async function serverModels(
+    options: CallOptions,
+  ): Promise<{ models: ModelInfo[] } | { missing: Error }> {
     try {
       const body = await call({ ...options, method: "GET", path: "/models" }, modelsShape);
-      return body.data.map(toModelInfo);
+      return { models: body.data.map(toModelInfo) };
     } catch (error) {
-      // A server without a listing answers 404 (or 405, 501), or a web page.
-      const missing = (error instanceof UpstreamError && NO_LISTING.has(error.status)) ||
-        error instanceof InvalidResponseError;
-      if (!missing) throw error;
-      if (configured) return undefined;
-      throw new UpstreamError(
-        error instanceof UpstreamError ? error.status : 200,
-        `${label} at ${address} cannot list its models (${
-          (error as Error).message
-        }). If the server has no model listing, name its models in the "models" of provider "${id}".`,
-        { cause: error, retryable: false },
-      );
+      if (error instanceof UpstreamError && NO_LISTING.has(error.status)) return { missing: error };
+      // A web page or something else that is not a model list.
+      if (error instanceof InvalidResponseError) return { missing: error };
+      throw error;
     }
   }
 
   async function listModels(options: CallOptions = {}): Promise<ModelInfo[]> {
-    return await serverModels(options) ?? configured!.map((name) => ({ name }));
+    const listed = await serverModels(options);
+    if ("models" in listed) return listed.models;
+    if (configured) return configured.map((name) => ({ name }));
+    const { missing } = listed;
+    const what = missing instanceof UpstreamError
+      ? `HTTP ${missing.status} on /models`
+      : "/models answered with something that is not a model list";
+    throw new UpstreamError(
+      missing instanceof UpstreamError ? missing.status : 200,
+      `${label} at ${address} has no model listing (${what}): name the server's models in the "models" of provider "${id}", or check that ${baseUrlSetting} is the API's base URL (usually ending in /v1).`,
+      { cause: missing, retryable: false },
+    );
   }
 
   async function showModel(model: string, options: CallOptions = {}): Promise<ModelDetails> {
-    let listed: ModelInfo[] | undefined;
-    try {
-      listed = await serverModels(options);
-    } catch (error) {
-      // Without a listing, what the model can do is the server's business.
-      if (!(error instanceof UpstreamError) || configured) throw error;
-    }
-    const found = listed?.find((m) => m.name === model);
-    if (listed && !found) {
+    const listed = await serverModels(options);
+    // Without a listing, whether the model exists is the server's business.
+    const models = "models" in listed ? listed.models : undefined;
+    const found = models?.find((m) => m.name === model);
+    if (models && !found) {
       throw new ModelNotFoundError(
         model,
-        `Model "${model}" is not among the ${listed.length} models ${label} at ${address} lists: pick one from "rune ai list --provider ${id}" (or ai_list_models), and check its spelling.`,
+        `Model "${model}" is not among the ${models.length} models ${label} at ${address} lists: pick one from "rune ai list --provider ${id}" (or ai_list_models), and check its spelling.`,
       );
     }
     return guessDetails(found ?? { name: model });

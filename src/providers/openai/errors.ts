@@ -55,8 +55,8 @@ export interface ErrorDetail {
   structured: boolean;
 }
 
-/** Key-like words (`sk-...`, `sk-or-v1-...`, masked `sk-abc***xyz`): never repeated in a message. */
-const KEY_LIKE = /\b(?:sk|rk|pk|gsk|key)[-_][\w*.-]{6,}/gi;
+/** Key-like words (`sk-...`, `sk-or-v1-...`, `gsk_...`, `xai-...`, masked `sk-abc***xyz`): never repeated in a message. */
+const KEY_LIKE = /\b(?:sk|rk|pk|gsk|xai)[-_][\w*.-]{6,}/gi;
 
 /** Masks key-like words in `text`. */
 export function maskKeys(text: string): string {
