@@ -365,8 +365,11 @@ function randomish(seed: string, length: number): string {
   return out;
 }
 
-function nextId(state: State, prefix: string, length: number): string {
-  return `${prefix}${randomish(`${prefix}${state.sequence++}`, length)}`;
+/** Lengths of the random part of each kind of id, as OpenAI's ids have. */
+const ID_LENGTHS = { "req_": 32, "call_": 24, "chatcmpl-": 29 } as const;
+
+function nextId(state: State, prefix: keyof typeof ID_LENGTHS): string {
+  return `${prefix}${randomish(`${prefix}${state.sequence++}`, ID_LENGTHS[prefix])}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -376,27 +379,37 @@ function baseHeaders(state: State): Record<string, string> {
   return {
     "openai-version": "2020-10-01",
     "openai-processing-ms": "12",
-    "x-request-id": nextId(state, "req_", 32),
+    "x-request-id": nextId(state, "req_"),
   };
 }
 
-function jsonResponse(state: State, status: number, body: unknown, headers = {}): Response {
+/** How a reply goes out. */
+interface ReplyOptions {
+  /** HTTP status. Default 200. */
+  status?: number;
+  /** Extra headers. */
+  headers?: Record<string, string>;
+}
+
+function jsonResponse(
+  state: State,
+  body: unknown,
+  { status = 200, headers = {} }: ReplyOptions = {},
+): Response {
   return new Response(JSON.stringify(body), {
     status,
     headers: { "content-type": JSON_TYPE, ...baseHeaders(state), ...headers },
   });
 }
 
-function errorResponse(
-  state: State,
-  status: number,
-  error: ApiError,
-  headers: Record<string, string> = {},
-): Response {
-  return jsonResponse(state, status, { error }, headers);
+function errorResponse(state: State, error: ApiError, options: ReplyOptions): Response {
+  return jsonResponse(state, { error }, options);
 }
 
-function invalid(message: string, param: string | null = null, code: string | null = null) {
+function invalid(
+  message: string,
+  { param = null, code = null }: { param?: string | null; code?: string | null } = {},
+): ApiError {
   return { message, type: "invalid_request_error", param, code };
 }
 
@@ -544,12 +557,11 @@ function findModel(state: State, id: unknown): DoubleModel | undefined {
 function modelNotFound(state: State, model: unknown): Response {
   return errorResponse(
     state,
-    404,
     invalid(
       `The model \`${String(model)}\` does not exist or you do not have access to it.`,
-      null,
-      "model_not_found",
+      { code: "model_not_found" },
     ),
+    { status: 404 },
   );
 }
 
@@ -624,19 +636,29 @@ function takeFault(state: State, path: string): Fault | undefined {
 }
 
 /** Checks a chat request as OpenAI does; returns the error reply, if any. */
-function checkChat(state: State, body: Json, model: DoubleModel): Response | undefined {
-  const bad = (message: string, param: string | null = null, code: string | null = null) =>
-    errorResponse(state, 400, invalid(message, param, code));
+/** One chat request being answered. */
+interface ChatCall {
+  /** The double. */
+  state: State;
+  /** The request body. */
+  body: Json;
+  /** The model asked for. */
+  model: DoubleModel;
+}
+
+function checkChat({ state, body, model }: ChatCall): Response | undefined {
+  const bad = (message: string, where: { param?: string; code?: string } = {}) =>
+    errorResponse(state, invalid(message, where), { status: 400 });
   if (state.quirks.rejectStreamOptions && body.stream_options !== undefined) {
     // vLLM's (FastAPI) shape for a field it does not know.
-    return jsonResponse(state, 400, {
+    return jsonResponse(state, {
       object: "error",
       message: "[{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), " +
         "'msg': 'Extra inputs are not permitted', 'input': {'include_usage': True}}]",
       type: "BadRequestError",
       param: null,
       code: 400,
-    });
+    }, { status: 400 });
   }
   if (!state.strict) return undefined;
   for (const key of Object.keys(body)) {
@@ -645,21 +667,19 @@ function checkChat(state: State, body: Json, model: DoubleModel): Response | und
   if (body.stream_options !== undefined && body.stream !== true) {
     return bad(
       "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-      "stream_options",
+      { param: "stream_options" },
     );
   }
   if (model.kind === "reasoning" && body.max_tokens !== undefined) {
     return bad(
       "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
-      "max_tokens",
-      "unsupported_parameter",
+      { param: "max_tokens", code: "unsupported_parameter" },
     );
   }
   if (model.kind !== "reasoning" && body.reasoning_effort !== undefined) {
     return bad(
       "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
-      "reasoning_effort",
-      "unsupported_parameter",
+      { param: "reasoning_effort", code: "unsupported_parameter" },
     );
   }
   const messages = body.messages as Json[];
@@ -671,14 +691,13 @@ function checkChat(state: State, body: Json, model: DoubleModel): Response | und
       if (typeof message.tool_call_id !== "string") {
         return bad(
           `Missing required parameter: 'messages[${i}].tool_call_id'.`,
-          `messages[${i}].tool_call_id`,
-          "missing_required_parameter",
+          { param: `messages[${i}].tool_call_id`, code: "missing_required_parameter" },
         );
       }
       if (!pending.includes(message.tool_call_id)) {
         return bad(
           "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.",
-          `messages.[${i}].role`,
+          { param: `messages.[${i}].role` },
         );
       }
       pending = pending.filter((id) => id !== message.tool_call_id);
@@ -695,7 +714,7 @@ function checkChat(state: State, body: Json, model: DoubleModel): Response | und
       `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${
         pending.join(", ")
       }`,
-      `messages.[${pendingAt}].role`,
+      { param: `messages.[${pendingAt}].role` },
     );
   }
   const format = isObject(body.response_format) ? body.response_format : undefined;
@@ -705,13 +724,13 @@ function checkChat(state: State, body: Json, model: DoubleModel): Response | und
   ) {
     return bad(
       "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
-      "messages",
+      { param: "messages" },
     );
   }
   return undefined;
 }
 
-function buildPlan(state: State, body: Json, model: DoubleModel): Plan {
+function buildPlan({ state, body, model }: ChatCall): Plan {
   const messages = body.messages as Json[];
   const last = messages.at(-1) ?? {};
   const echo = `Echo: ${contentText(last.content)}`;
@@ -733,7 +752,7 @@ function buildPlan(state: State, body: Json, model: DoubleModel): Plan {
     plan.content = tokenize(script.content ?? "");
     plan.refusal = script.refusal;
     plan.toolCalls = (script.toolCalls ?? []).map((call) => ({
-      id: nextId(state, "call_", 24),
+      id: nextId(state, "call_"),
       name: call.name,
       arguments: typeof call.arguments === "string"
         ? call.arguments
@@ -744,7 +763,7 @@ function buildPlan(state: State, body: Json, model: DoubleModel): Plan {
     const forced = isObject(choice) && isObject(choice.function) ? choice.function.name : undefined;
     const tool = tools.find((t) => isObject(t.function) && t.function.name === forced) ?? tools[0];
     plan.toolCalls = [{
-      id: nextId(state, "call_", 24),
+      id: nextId(state, "call_"),
       name: String((tool.function as Json).name),
       arguments: JSON.stringify(toolArguments(tool, contentText(last.content))),
     }];
@@ -813,7 +832,7 @@ interface Frame {
 
 function frame(state: State, model: DoubleModel): Frame {
   return {
-    id: nextId(state, "chatcmpl-", 29),
+    id: nextId(state, "chatcmpl-"),
     created: Math.floor(Date.now() / 1000),
     model: model.id,
     fingerprint: `fp_${randomish(model.id, 10).toLowerCase()}`,
@@ -821,7 +840,7 @@ function frame(state: State, model: DoubleModel): Frame {
 }
 
 /** The `data:` events of a streamed reply, in OpenAI's order. */
-function streamEvents(state: State, body: Json, model: DoubleModel, plan: Plan): Uint8Array[] {
+function streamEvents({ state, body, model }: ChatCall, plan: Plan): Uint8Array[] {
   const f = frame(state, model);
   const streamOptions = isObject(body.stream_options) ? body.stream_options : {};
   const withUsage = streamOptions.include_usage === true && state.quirks.usage !== false;
@@ -892,8 +911,7 @@ function streamEvents(state: State, body: Json, model: DoubleModel, plan: Plan):
 function streamReply(
   state: State,
   events: Uint8Array[],
-  ending: StreamStep,
-  pause?: { at: number; ms: number },
+  { ending, pause }: { ending: StreamStep; pause?: { at: number; ms: number } },
 ): Response {
   let i = 0;
   return sseResponse(
@@ -907,10 +925,10 @@ function streamReply(
   );
 }
 
-function wholeReply(state: State, model: DoubleModel, plan: Plan): Response {
+function wholeReply({ state, model }: ChatCall, plan: Plan): Response {
   const f = frame(state, model);
   const field = state.quirks.reasoningField ?? "reasoning_content";
-  return jsonResponse(state, 200, {
+  return jsonResponse(state, {
     id: f.id,
     object: "chat.completion",
     created: f.created,
@@ -940,15 +958,21 @@ function wholeReply(state: State, model: DoubleModel, plan: Plan): Response {
   });
 }
 
-async function handleChat(state: State, body: Json, fault: Fault | undefined): Promise<Response> {
+async function handleChat(
+  state: State,
+  { body, fault }: { body: Json; fault?: Fault },
+): Promise<Response> {
   if (typeof body.model !== "string") {
-    return errorResponse(state, 400, invalid("you must provide a model parameter"));
+    return errorResponse(state, invalid("you must provide a model parameter"), { status: 400 });
   }
   if (!Array.isArray(body.messages) || !body.messages.every(isObject)) {
     return errorResponse(
       state,
-      400,
-      invalid("Missing required parameter: 'messages'.", "messages", "missing_required_parameter"),
+      invalid("Missing required parameter: 'messages'.", {
+        param: "messages",
+        code: "missing_required_parameter",
+      }),
+      { status: 400 },
     );
   }
   const model = findModel(state, body.model);
@@ -956,38 +980,44 @@ async function handleChat(state: State, body: Json, fault: Fault | undefined): P
   if (model.kind === "embedding") {
     return errorResponse(
       state,
-      404,
       invalid(
         "This is not a chat model and thus not supported in the v1/chat/completions endpoint. Did you mean to use v1/completions?",
-        "model",
-        "model_not_supported",
+        { param: "model", code: "model_not_supported" },
       ),
+      { status: 404 },
     );
   }
-  const refused = checkChat(state, body, model);
+  const call: ChatCall = { state, body, model };
+  const refused = checkChat(call);
   if (refused) return refused;
   if (fault?.kind === "slow-headers") await sleep(state, fault.ms);
-  const plan = buildPlan(state, body, model);
-  if (body.stream !== true || state.quirks.ignoreStream) return wholeReply(state, model, plan);
-  const events = streamEvents(state, body, model, plan);
+  const plan = buildPlan(call);
+  if (body.stream !== true || state.quirks.ignoreStream) return wholeReply(call, plan);
+  const events = streamEvents(call, plan);
   switch (fault?.kind) {
     case "error-in-stream": {
       const tokens = events.slice(0, fault.afterTokens + 1);
       return streamReply(state, tokens, {
-        bytes: event({ error: fault.error ?? OPENAI_ERRORS.server }),
-        end: "close",
+        ending: { bytes: event({ error: fault.error ?? OPENAI_ERRORS.server }), end: "close" },
       });
     }
     case "drop":
-      return streamReply(state, events.slice(0, fault.afterTokens + 1), { end: "error" });
+      return streamReply(state, events.slice(0, fault.afterTokens + 1), {
+        ending: { end: "error" },
+      });
     case "hang-after-headers":
       return sseResponse(state, managedStream(state, () => ({ end: "hang" })));
     case "raw-stream":
-      return streamReply(state, fault.events.map((text) => event(text)), { end: "close" });
+      return streamReply(state, fault.events.map((text) => event(text)), {
+        ending: { end: "close" },
+      });
     case "pause-after-role":
-      return streamReply(state, events, { end: "close" }, { at: 1, ms: fault.ms });
+      return streamReply(state, events, {
+        ending: { end: "close" },
+        pause: { at: 1, ms: fault.ms },
+      });
   }
-  return streamReply(state, events, { end: "close" });
+  return streamReply(state, events, { ending: { end: "close" } });
 }
 
 // ---------------------------------------------------------------------------
@@ -1008,8 +1038,8 @@ function handleEmbeddings(state: State, body: Json): Response {
   if (model.kind !== "embedding") {
     return errorResponse(
       state,
-      400,
       invalid("You are not allowed to generate embeddings from this model"),
+      { status: 400 },
     );
   }
   const inputs = typeof body.input === "string" ? [body.input] : body.input;
@@ -1019,10 +1049,10 @@ function handleEmbeddings(state: State, body: Json): Response {
   ) {
     return errorResponse(
       state,
-      400,
       invalid(
         "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
       ),
+      { status: 400 },
     );
   }
   const dimensions = typeof body.dimensions === "number"
@@ -1039,7 +1069,7 @@ function handleEmbeddings(state: State, body: Json): Response {
   });
   if (state.quirks.reverseEmbeddings) data.reverse();
   const tokens = (inputs as string[]).reduce((n, text) => n + tokenize(text).length, 0);
-  return jsonResponse(state, 200, {
+  return jsonResponse(state, {
     object: "list",
     data,
     model: model.id,
@@ -1063,10 +1093,10 @@ function authError(state: State, request: Request): Response | undefined {
   if (!given) {
     return errorResponse(
       state,
-      401,
       invalid(
         "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys.",
       ),
+      { status: 401 },
     );
   }
   // OpenAI shows the start and the end of the key it refused.
@@ -1075,24 +1105,21 @@ function authError(state: State, request: Request): Response | undefined {
     : given;
   return errorResponse(
     state,
-    401,
     invalid(
       `Incorrect API key provided: ${masked}. You can find your API key at https://platform.openai.com/account/api-keys.`,
-      null,
-      "invalid_api_key",
+      { code: "invalid_api_key" },
     ),
+    { status: 401 },
   );
 }
 
 function faultResponse(state: State, fault: Fault): Response | undefined {
   switch (fault.kind) {
     case "status":
-      return errorResponse(
-        state,
-        fault.status,
-        fault.error ?? defaultError(fault.status),
-        fault.headers,
-      );
+      return errorResponse(state, fault.error ?? defaultError(fault.status), {
+        status: fault.status,
+        headers: fault.headers,
+      });
     case "body":
       return new Response(fault.body, {
         status: fault.status,
@@ -1105,11 +1132,10 @@ function faultResponse(state: State, fault: Fault): Response | undefined {
 async function route(
   state: State,
   request: Request,
-  path: string,
-  body: unknown,
+  { path, body }: { path: string; body: unknown },
 ): Promise<Response> {
   const notFound = () =>
-    errorResponse(state, 404, invalid(`Invalid URL (${request.method} ${path})`));
+    errorResponse(state, invalid(`Invalid URL (${request.method} ${path})`), { status: 404 });
   const unauthorized = authError(state, request);
   if (unauthorized) return unauthorized;
   const fault = FAULTABLE.has(path) ? takeFault(state, path) : undefined;
@@ -1120,7 +1146,7 @@ async function route(
   if (path === "/v1/models" && request.method === "GET") {
     if (state.quirks.listModels === false) return notFound();
     if (fault?.kind === "slow-headers") await sleep(state, fault.ms);
-    return jsonResponse(state, 200, { object: "list", data: state.models.map(modelJson) });
+    return jsonResponse(state, { object: "list", data: state.models.map(modelJson) });
   }
   const one = /^\/v1\/models\/(.+)$/.exec(path);
   if (one && request.method === "GET" && state.quirks.listModels !== false) {
@@ -1128,32 +1154,31 @@ async function route(
     if (!model) {
       return errorResponse(
         state,
-        404,
         invalid(
           `The model '${decodeURIComponent(one[1])}' does not exist`,
-          "model",
-          "model_not_found",
+          { param: "model", code: "model_not_found" },
         ),
+        { status: 404 },
       );
     }
-    return jsonResponse(state, 200, modelJson(model));
+    return jsonResponse(state, modelJson(model));
   }
   if (request.method !== "POST") return notFound();
   if (path !== "/v1/chat/completions" && path !== "/v1/embeddings") return notFound();
   if (!isObject(body)) {
     return errorResponse(
       state,
-      400,
       invalid(
         "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
       ),
+      { status: 400 },
     );
   }
   if (path === "/v1/embeddings") {
     if (fault?.kind === "slow-headers") await sleep(state, fault.ms);
     return handleEmbeddings(state, body);
   }
-  return await handleChat(state, body, fault);
+  return await handleChat(state, { body, fault });
 }
 
 async function handle(state: State, request: Request): Promise<Response> {
@@ -1172,7 +1197,7 @@ async function handle(state: State, request: Request): Promise<Response> {
   request.headers.forEach((value, name) => (headers[name] = value));
   state.requests.push({ method: request.method, path, query: url.search, headers, body });
   for (const waiter of [...state.requestWaiters]) if (waiter.path === path) waiter.resolve();
-  return await route(state, request, path, body);
+  return await route(state, request, { path, body });
 }
 
 function waitFor(

@@ -247,10 +247,13 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     return guessDetails(found ?? { name: model });
   }
 
-  function complete(payload: Record<string, unknown>, model: string, options: CallOptions) {
+  function complete(
+    payload: Record<string, unknown>,
+    options: CallOptions & { model: string },
+  ): AsyncGenerator<Chunk> {
     return streamChat(upstream, {
       payload,
-      model,
+      model: options.model,
       source,
       access,
       maxEventLength,
@@ -267,7 +270,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     } catch (error) {
       return failing(error as Error);
     }
-    return complete(payload, request.model, options);
+    return complete(payload, { ...options, model: request.model });
   }
 
   function chat(request: ChatRequest, options: CallOptions = {}): AsyncGenerator<Chunk> {
@@ -277,7 +280,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     } catch (error) {
       return failing(error as Error);
     }
-    return complete(payload, request.model, options);
+    return complete(payload, { ...options, model: request.model });
   }
 
   async function embed(request: EmbedRequest, options: CallOptions = {}): Promise<EmbedResult> {
@@ -296,7 +299,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     const inputs = typeof request.input === "string" ? 1 : request.input.length;
     return {
       model: body.model ?? request.model,
-      embeddings: vectors(body, inputs, source),
+      embeddings: vectors(body, { inputs, source }),
       usage: toUsage(body.usage),
     };
   }
@@ -358,7 +361,10 @@ function guessDetails(model: ModelInfo): ModelDetails {
 }
 
 /** The vectors in input order, checked against the number of inputs; base64 decoded. */
-function vectors(body: OpenAiEmbeddings, inputs: number, source: OpenAiSource): number[][] {
+function vectors(
+  body: OpenAiEmbeddings,
+  { inputs, source }: { inputs: number; source: OpenAiSource },
+): number[][] {
   const out: number[][] = new Array(inputs);
   for (const row of body.data) {
     if (row.index >= inputs || out[row.index] !== undefined) {

@@ -80,7 +80,18 @@ export function reasoningEffort(think: Think | undefined): "low" | "medium" | "h
   return "high";
 }
 
-function refuse(context: BodyContext, argument: string, why: string): ArgumentError {
+/** Where in a request a message or image is, for the argument errors. */
+interface At {
+  /** Position in its list. */
+  index: number;
+  /** Who the request is for. */
+  context: BodyContext;
+}
+
+function refuse(
+  context: BodyContext,
+  { argument, why }: { argument: string; why: string },
+): ArgumentError {
   return new ArgumentError(
     argument,
     `Provider "${context.id}" (${context.label}) cannot honour ${argument}: ${why}`,
@@ -97,51 +108,55 @@ export function generateBody(
   messages.push(
     userMessage({ content: request.prompt, images: request.images }, context),
   );
-  return completionBody(request, messages, undefined, context);
+  return completionBody(request, { messages, context });
 }
 
 /** The body of a streamed `/chat/completions` request for a chat turn. */
 export function chatBody(request: ChatRequest, context: BodyContext): Record<string, unknown> {
-  const messages = request.messages.map((message, i) => toWireMessage(message, i, context));
-  return completionBody(request, messages, request.tools, context);
+  const messages = request.messages.map((message, index) =>
+    toWireMessage(message, { index, context })
+  );
+  return completionBody(request, { messages, tools: request.tools, context });
 }
 
 function completionBody(
   request: CompletionRequest,
-  messages: Record<string, unknown>[],
-  tools: ToolDefinition[] | undefined,
-  context: BodyContext,
+  { messages, tools, context }: {
+    messages: Record<string, unknown>[];
+    tools?: ToolDefinition[];
+    context: BodyContext;
+  },
 ): Record<string, unknown> {
   const official = context.dialect === "openai";
   if (request.keepAlive !== undefined) {
-    throw refuse(
-      context,
-      "keep_alive",
-      "Chat Completions servers load and unload models themselves; leave keep_alive out (it is for Ollama's own API).",
-    );
+    throw refuse(context, {
+      argument: "keep_alive",
+      why:
+        "Chat Completions servers load and unload models themselves; leave keep_alive out (it is for Ollama's own API).",
+    });
   }
   const options = request.options ?? {};
   if (options.contextLength !== undefined) {
-    throw refuse(
-      context,
-      "context_length",
-      "Chat Completions has no per-request context size; it is a server setting (vLLM --max-model-len, llama.cpp -c, LM Studio's model settings). Leave options.context_length out.",
-    );
+    throw refuse(context, {
+      argument: "context_length",
+      why:
+        "Chat Completions has no per-request context size; it is a server setting (vLLM --max-model-len, llama.cpp -c, LM Studio's model settings). Leave options.context_length out.",
+    });
   }
   if (options.topK !== undefined && official) {
-    throw refuse(
-      context,
-      "top_k",
-      "OpenAI's API has no top-k sampling and answers 400 for it; leave options.top_k out, or use options.top_p.",
-    );
+    throw refuse(context, {
+      argument: "top_k",
+      why:
+        "OpenAI's API has no top-k sampling and answers 400 for it; leave options.top_k out, or use options.top_p.",
+    });
   }
   const effort = reasoningEffort(request.think);
   if (effort !== undefined && official && !isOpenAiReasoningModel(request.model)) {
-    throw refuse(
-      context,
-      "think",
-      `OpenAI's model "${request.model}" does not reason; pick a reasoning model such as "o4-mini" or "gpt-5", or leave think out.`,
-    );
+    throw refuse(context, {
+      argument: "think",
+      why:
+        `OpenAI's model "${request.model}" does not reason; pick a reasoning model such as "o4-mini" or "gpt-5", or leave think out.`,
+    });
   }
   return {
     ...request.providerOptions,
@@ -187,17 +202,13 @@ function toWireTool(tool: ToolDefinition): Record<string, unknown> {
   };
 }
 
-function toWireMessage(
-  message: Message,
-  index: number,
-  context: BodyContext,
-): Record<string, unknown> {
+function toWireMessage(message: Message, { index, context }: At): Record<string, unknown> {
   if (message.images?.length && message.role !== "user") {
-    throw refuse(
-      context,
-      "images",
-      `messages[${index}] (role ${message.role}) carries images, but Chat Completions takes images only in user messages; move them to a user message.`,
-    );
+    throw refuse(context, {
+      argument: "images",
+      why:
+        `messages[${index}] (role ${message.role}) carries images, but Chat Completions takes images only in user messages; move them to a user message.`,
+    });
   }
   // Earlier reasoning is not sent back: OpenAI has no field for it and DeepSeek refuses it.
   switch (message.role) {
@@ -206,14 +217,14 @@ function toWireMessage(
     case "system":
       return { role: "system", content: message.content };
     case "assistant":
-      return assistantMessage(message, index, context);
+      return assistantMessage(message, { index, context });
     case "tool":
       if (message.toolCallId === undefined || message.toolCallId === "") {
-        throw refuse(
-          context,
-          "tool_call_id",
-          `messages[${index}] is a tool result without tool_call_id; Chat Completions pairs results with calls by id: give the id of the tool call it answers.`,
-        );
+        throw refuse(context, {
+          argument: "tool_call_id",
+          why:
+            `messages[${index}] is a tool result without tool_call_id; Chat Completions pairs results with calls by id: give the id of the tool call it answers.`,
+        });
       }
       return { role: "tool", tool_call_id: message.toolCallId, content: message.content };
   }
@@ -230,30 +241,25 @@ function userMessage(
       { type: "text", text: message.content },
       ...message.images.map((image, i) => ({
         type: "image_url",
-        image_url: { url: dataUrl(image, i, context) },
+        image_url: { url: dataUrl(image, { index: i, context }) },
       })),
     ],
   };
 }
 
-function dataUrl(image: Image, index: number, context: BodyContext): string {
+function dataUrl(image: Image, { index, context }: At): string {
   if (image.mediaType === undefined) {
-    throw refuse(
-      context,
-      "images",
-      `image ${
+    throw refuse(context, {
+      argument: "images",
+      why: `image ${
         index + 1
       } is not PNG, JPEG, GIF or WebP (its media type is unknown); send it as a data: URL with its media type, or convert it.`,
-    );
+    });
   }
   return `data:${image.mediaType};base64,${image.data}`;
 }
 
-function assistantMessage(
-  message: Message,
-  index: number,
-  context: BodyContext,
-): Record<string, unknown> {
+function assistantMessage(message: Message, { index, context }: At): Record<string, unknown> {
   const calls = message.toolCalls ?? [];
   if (calls.length === 0) return { role: "assistant", content: message.content };
   return {
@@ -262,11 +268,11 @@ function assistantMessage(
     content: message.content === "" ? null : message.content,
     tool_calls: calls.map((call, j) => {
       if (call.id === undefined || call.id === "") {
-        throw refuse(
-          context,
-          "tool_calls",
-          `messages[${index}].tool_calls[${j}] has no id; Chat Completions pairs tool results with calls by id: send the id the model gave the call.`,
-        );
+        throw refuse(context, {
+          argument: "tool_calls",
+          why:
+            `messages[${index}].tool_calls[${j}] has no id; Chat Completions pairs tool results with calls by id: send the id the model gave the call.`,
+        });
       }
       return {
         id: call.id,
@@ -280,14 +286,17 @@ function assistantMessage(
 /** The body of an `/embeddings` request. */
 export function embedBody(request: EmbedRequest, context: BodyContext): Record<string, unknown> {
   if (request.keepAlive !== undefined) {
-    throw refuse(context, "keep_alive", "the embeddings API has no keep_alive; leave it out.");
+    throw refuse(context, {
+      argument: "keep_alive",
+      why: "the embeddings API has no keep_alive; leave it out.",
+    });
   }
   if (request.truncate === true) {
-    throw refuse(
-      context,
-      "truncate",
-      "the embeddings API does not truncate long inputs (it answers with an error); shorten the input instead.",
-    );
+    throw refuse(context, {
+      argument: "truncate",
+      why:
+        "the embeddings API does not truncate long inputs (it answers with an error); shorten the input instead.",
+    });
   }
   return { ...request.providerOptions, model: request.model, input: request.input };
 }

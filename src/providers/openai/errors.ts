@@ -68,8 +68,17 @@ function asText(value: unknown): string | undefined {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
+/** How an error body arrived. */
+export interface BodyFacts {
+  /** True when the body was cut at the byte budget (then it is not parsed). */
+  truncated?: boolean;
+  /** The `content-type` header. */
+  contentType?: string;
+}
+
 /** Reads an error body in any of the shapes servers use. */
-export function errorDetail(text: string, truncated: boolean, contentType = ""): ErrorDetail {
+export function errorDetail(text: string, facts: BodyFacts = {}): ErrorDetail {
+  const { truncated = false, contentType = "" } = facts;
   let parsed: unknown;
   if (!truncated) {
     try {
@@ -115,7 +124,7 @@ function shorten(text: string): string {
 
 /** Maps an HTTP error reply onto a typed error. */
 export function openAiHttpError(source: OpenAiSource, reply: ErrorReply): ProviderError {
-  const detail = errorDetail(reply.text, reply.truncated, reply.contentType);
+  const detail = errorDetail(reply.text, reply);
   return openAiError(source, {
     status: reply.status,
     detail,

@@ -110,7 +110,7 @@ export async function* streamChat(
     deadline.arm("first-token");
     const type = response.headers.get("content-type") ?? "";
     if (type.includes("json")) {
-      yield* wholeReply(upstream, response, options, deadline.signal, budget);
+      yield* wholeReply(upstream, { response, options, signal: deadline.signal, budget });
       return;
     }
     if (!response.body || (type !== "" && !type.includes("event-stream"))) {
@@ -175,7 +175,7 @@ export async function* streamChat(
         if (event === "error" || isErrorEvent(value)) {
           throw openAiError(source, {
             status: 200,
-            detail: errorDetail(data, false, "application/json"),
+            detail: errorDetail(data, { contentType: "application/json" }),
             path: PATH,
             model,
           });
@@ -207,12 +207,16 @@ export async function* streamChat(
           }
           if (delta.tool_calls?.length) {
             delta.tool_calls.forEach((call, position) =>
-              addFragment(calls, call, position, budget)
+              addFragment(calls, { delta: call, position, budget })
             );
             content = true;
           }
           if (delta.function_call) {
-            addFragment(calls, { index: -1, function: delta.function_call }, 0, budget);
+            addFragment(calls, {
+              delta: { index: -1, function: delta.function_call },
+              position: 0,
+              budget,
+            });
             content = true;
           }
           if (calls.size > MAX_TOOL_CALLS) {
@@ -260,9 +264,11 @@ export async function* streamChat(
 /** Adds one streamed fragment to the call it belongs to (by `index`, else by position). */
 function addFragment(
   calls: Map<number, PartialCall>,
-  delta: OpenAiToolCallDelta,
-  position: number,
-  budget: StreamBudget,
+  { delta, position, budget }: {
+    delta: OpenAiToolCallDelta;
+    position: number;
+    budget: StreamBudget;
+  },
 ): void {
   let key = delta.index ?? position;
   let call = calls.get(key);
@@ -304,10 +310,12 @@ function refusesStreamOptions(error: unknown, payload: Record<string, unknown>):
 /** A server that ignored `stream: true` and sent the whole completion as JSON. */
 async function* wholeReply(
   upstream: HttpUpstream,
-  response: Response,
-  options: StreamChatOptions,
-  signal: AbortSignal,
-  budget: StreamBudget,
+  { response, options, signal, budget }: {
+    response: Response;
+    options: StreamChatOptions;
+    signal: AbortSignal;
+    budget: StreamBudget;
+  },
 ): AsyncGenerator<Chunk> {
   const { source } = options;
   let body;
@@ -334,7 +342,7 @@ async function* wholeReply(
   if (error.success && error.data.error != null) {
     throw openAiError(source, {
       status: 200,
-      detail: errorDetail(body.text, false, "application/json"),
+      detail: errorDetail(body.text, { contentType: "application/json" }),
       path: PATH,
       model: options.model,
     });

@@ -21,38 +21,42 @@ Deno.test("error bodies are read in OpenAI's, vLLM's, FastAPI's, plain and proxy
       JSON.stringify({
         error: { message: "bad", type: "invalid_request_error", param: "top_p", code: "x" },
       }),
-      false,
     ),
     { message: "bad", code: "x", type: "invalid_request_error", param: "top_p", structured: true },
   );
   assert.deepEqual(
     errorDetail(
       JSON.stringify({ object: "error", message: "nope", type: "NotFoundError", code: 404 }),
-      false,
     ),
     { message: "nope", code: "404", type: "NotFoundError", structured: true },
   );
-  assert.deepEqual(errorDetail(JSON.stringify({ detail: "Not Found" }), false), {
+  assert.deepEqual(errorDetail(JSON.stringify({ detail: "Not Found" })), {
     message: "Not Found",
     structured: true,
   });
   assert.deepEqual(
-    errorDetail(JSON.stringify({ detail: [{ loc: ["body", "model"], msg: "required" }] }), false),
+    errorDetail(JSON.stringify({ detail: [{ loc: ["body", "model"], msg: "required" }] })),
     { message: '[{"loc":["body","model"],"msg":"required"}]', structured: true },
   );
-  assert.deepEqual(errorDetail(JSON.stringify({ error: "upstream timed out" }), false), {
+  assert.deepEqual(errorDetail(JSON.stringify({ error: "upstream timed out" })), {
     message: "upstream timed out",
     structured: true,
   });
-  assert.deepEqual(errorDetail("Service Unavailable", false, "text/plain"), {
+  assert.deepEqual(errorDetail("Service Unavailable", { contentType: "text/plain" }), {
     message: '"Service Unavailable"',
     structured: false,
   });
-  assert.deepEqual(errorDetail("", false), { message: "no body", structured: false });
-  assert.deepEqual(errorDetail('{"error": {"message": "cut', true, "application/json"), {
-    message: 'application/json, cut short: "{\\"error\\": {\\"message\\": \\"cut"',
-    structured: false,
-  });
+  assert.deepEqual(errorDetail(""), { message: "no body", structured: false });
+  assert.deepEqual(
+    errorDetail('{"error": {"message": "cut', {
+      truncated: true,
+      contentType: "application/json",
+    }),
+    {
+      message: 'application/json, cut short: "{\\"error\\": {\\"message\\": \\"cut"',
+      structured: false,
+    },
+  );
 });
 
 Deno.test("key-like words are masked in any message", () => {
