@@ -179,7 +179,12 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     limits: { ...DEFAULT_BYTE_LIMITS, ...options.limits },
     fetch: options.fetch ?? fetch,
     clock: new DeadlineClock(),
-    ...(options.headers && { headers: { ...options.headers } }),
+    // Lower-cased, so a configured header and the key's header cannot both go out.
+    ...(options.headers && {
+      headers: Object.fromEntries(
+        Object.entries(options.headers).map(([name, value]) => [name.toLowerCase(), value]),
+      ),
+    }),
     httpError: (reply) => openAiHttpError(source, reply),
   };
   const access: Access = {
@@ -197,7 +202,13 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
   async function call<T>(request: HttpRequest, shape: Shape<T>): Promise<T> {
     const value = await send(
       access,
-      (headers) => requestJson(upstream, { ...request, path: request.path + query, headers }),
+      (headers) =>
+        requestJson(upstream, {
+          ...request,
+          path: request.path + query,
+          headers,
+          accept: "application/json",
+        }),
       { signal: request.signal },
     );
     return checkReply(value, shape, upstream, request.path);
