@@ -77,6 +77,8 @@ export async function* streamChat(
   const deadline = startCall(upstream, options.signal);
   const budget = new StreamBudget(upstream, upstream.limits.maxStreamBytes);
   let secret: string | undefined;
+  // Without stream_options once the server refused it, for any retry too.
+  let payload = options.payload;
   try {
     const response = await send(
       options.access,
@@ -88,15 +90,16 @@ export async function* streamChat(
         try {
           return await exchange(upstream, {
             ...request,
-            payload: options.payload,
+            payload,
             headersPhase: "first-token",
             accept,
           });
         } catch (error) {
-          if (!refusesStreamOptions(error, options.payload)) throw error;
+          if (!refusesStreamOptions(error, payload)) throw error;
           // Older or stricter servers answer 400 for stream_options: ask again without it.
           options.onStreamOptionsRefused?.();
-          const { stream_options: _, ...payload } = options.payload;
+          const { stream_options: _, ...rest } = payload;
+          payload = rest;
           return await exchange(upstream, {
             ...request,
             payload,
