@@ -86,10 +86,15 @@ export class CapabilityError extends ProviderError {
 
 /** Options of {@linkcode UpstreamError}: what the backend said beyond the status. */
 export interface UpstreamErrorOptions extends ErrorOptions {
-  /** The wait the backend asked for (`retry-after`), in milliseconds. */
+  /** The wait the backend asked for before a retry (`retry-after`), in milliseconds. */
   retryAfterMs?: number;
   /** The backend's own error type, e.g. Anthropic's `overloaded_error`. */
   errorType?: string;
+  /**
+   * Whether a retry can cure the error, when the backend said so (an
+   * exhausted quota is a 429 no retry cures); absent: decided by status.
+   */
+  retryable?: boolean;
 }
 
 /** The backend answered with an error (HTTP status or an error line in a stream). */
@@ -98,6 +103,8 @@ export class UpstreamError extends ProviderError {
   readonly retryAfterMs?: number;
   /** The backend's own error type, if it has one (e.g. `rate_limit_error`). */
   readonly errorType?: string;
+  /** Whether a retry can cure the error, when the backend said so. */
+  readonly retryable?: boolean;
 
   /** Create the error; `status` is the HTTP status (200 for in-stream errors). */
   constructor(
@@ -108,6 +115,7 @@ export class UpstreamError extends ProviderError {
     super(message, options);
     if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
     if (options?.errorType !== undefined) this.errorType = options.errorType;
+    if (options?.retryable !== undefined) this.retryable = options.retryable;
   }
 }
 
@@ -116,10 +124,10 @@ export class UpstreamError extends ProviderError {
  * message names where the key came from (`credential`), never the key.
  */
 export class AuthenticationError extends UpstreamError {
-  /** Create the error; `credential` says where the key came from, e.g. `ANTHROPIC_API_KEY`. */
+  /** Create the error; `credential` says where the key came from (undefined: none configured). */
   constructor(
     status: number,
-    readonly credential: string,
+    readonly credential: string | undefined,
     message: string,
     options?: UpstreamErrorOptions,
   ) {
