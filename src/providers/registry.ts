@@ -20,7 +20,9 @@ import type { Config, ProviderConfig, ProviderType } from "../config/schema.ts";
 import type { ByteLimits } from "./budget.ts";
 import { type CredentialSource, fixedCredential } from "./credential.ts";
 import type { Timeouts } from "./deadline.ts";
+import { createAnthropicProvider } from "./anthropic/mod.ts";
 import { createOllamaProvider } from "./ollama/mod.ts";
+import { createOpenAiProvider } from "./openai/mod.ts";
 import { parseOllamaHost } from "./ollama_host.ts";
 import type { Provider } from "./types.ts";
 
@@ -46,6 +48,8 @@ export interface ResolvedProvider {
   headers?: Record<string, string>;
   /** Configured model list. */
   models?: string[];
+  /** Name for people (the config entry's id when it is not the type's own). */
+  label?: string;
 }
 
 /** One provider type. */
@@ -66,7 +70,7 @@ export interface RegistryEntry {
   create(resolved: ResolvedProvider, common: CommonOptions): Provider;
 }
 
-/** The registry. Anthropic and OpenAI-compatible entries join it in their own modules. */
+/** The registry: one entry per provider type. */
 export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
   ollama: {
     type: "ollama",
@@ -78,6 +82,49 @@ export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
       createOllamaProvider({
         id: resolved.id,
         baseUrl: resolved.baseUrl,
+        ...(common.timeouts && { timeouts: common.timeouts }),
+        ...(common.limits && { limits: common.limits }),
+        ...(common.fetch && { fetch: common.fetch }),
+      }),
+  },
+  anthropic: {
+    type: "anthropic",
+    label: "Anthropic",
+    defaultBaseUrl: "https://api.anthropic.com",
+    keyEnv: "ANTHROPIC_API_KEY",
+    baseUrlEnv: "ANTHROPIC_BASE_URL",
+    needsKey: true,
+    create: (resolved, common) =>
+      createAnthropicProvider({
+        id: resolved.id,
+        ...(resolved.label && { label: resolved.label }),
+        baseUrl: resolved.baseUrl,
+        ...(resolved.credential && { credential: resolved.credential }),
+        ...(resolved.headers && { headers: resolved.headers }),
+        ...(resolved.models && { models: resolved.models }),
+        ...(common.timeouts && { timeouts: common.timeouts }),
+        ...(common.limits && { limits: common.limits }),
+        ...(common.fetch && { fetch: common.fetch }),
+        ...(resolved.id !== "anthropic" &&
+          { addressSetting: `the base_url of provider "${resolved.id}"` }),
+      }),
+  },
+  openai: {
+    type: "openai",
+    label: "OpenAI",
+    defaultBaseUrl: "https://api.openai.com/v1",
+    keyEnv: "OPENAI_API_KEY",
+    baseUrlEnv: "OPENAI_BASE_URL",
+    // OpenAI-compatible local servers (vLLM, llama.cpp, LM Studio) need no key.
+    needsKey: false,
+    create: (resolved, common) =>
+      createOpenAiProvider({
+        id: resolved.id,
+        ...(resolved.label && { label: resolved.label }),
+        baseUrl: resolved.baseUrl,
+        ...(resolved.credential && { credential: resolved.credential }),
+        ...(resolved.headers && { headers: resolved.headers }),
+        ...(resolved.models && { models: resolved.models }),
         ...(common.timeouts && { timeouts: common.timeouts }),
         ...(common.limits && { limits: common.limits }),
         ...(common.fetch && { fetch: common.fetch }),
@@ -157,6 +204,7 @@ function create(
   const credential = credentialFor(entry, registry, { ...options, zeroConfig });
   const provider = registry.create({
     id: entry.id,
+    ...(entry.id !== entry.type && { label: entry.id }),
     baseUrl,
     credential,
     ...(entry.headers && { headers: entry.headers }),
@@ -182,7 +230,8 @@ function credentialFor(
   }
   const stored = options.storedCredential?.(entry.id);
   if (stored) return stored;
-  if (!registry.needsKey) return undefined;
+  // A keyless server is fine, unless the configuration says where its key should be.
+  if (!registry.needsKey && entry.api_key_env === undefined) return undefined;
   return missingCredential(
     entry.id,
     variable

@@ -57,3 +57,67 @@ Deno.test("a provider id declared twice is a configuration error naming it", () 
       e.message === '/etc/rune.json: provider id "a" is declared twice: ids must be unique.',
   );
 });
+
+Deno.test("key variables add Anthropic and OpenAI; keys show only as where they come from", () => {
+  const providers = buildProviders({
+    config: {
+      providers: [
+        {
+          id: "openrouter",
+          type: "openai",
+          base_url: "https://openrouter.ai/api/v1",
+          api_key_env: "OPENROUTER_API_KEY",
+        },
+        { id: "lmstudio", type: "openai", base_url: "http://127.0.0.1:1234/v1" },
+      ],
+    },
+    env: env({
+      ANTHROPIC_API_KEY: "sk-ant-secret",
+      ANTHROPIC_BASE_URL: "http://127.0.0.1:9/",
+      OPENAI_API_KEY: "sk-secret",
+      OPENROUTER_API_KEY: "sk-or-secret",
+    }),
+  });
+  assert.deepEqual(
+    providers.map((p) => [p.id, p.type, p.label, p.credentialSource]),
+    [
+      ["ollama", "ollama", "Ollama", undefined],
+      ["anthropic", "anthropic", "Anthropic", "ANTHROPIC_API_KEY"],
+      ["openai", "openai", "OpenAI", "OPENAI_API_KEY"],
+      [
+        "openrouter",
+        "openai",
+        "openrouter",
+        'config entry "openrouter" (api_key_env OPENROUTER_API_KEY)',
+      ],
+      ["lmstudio", "openai", "lmstudio", undefined],
+    ],
+  );
+  assert.equal(providers[1].capabilities().embeddings, false, "Anthropic has no embeddings");
+  assert.equal(providers[2].capabilities().embeddings, true);
+  const text = JSON.stringify(providers.map((p) => ({ ...p })));
+  for (const secret of ["sk-ant-secret", "sk-secret", "sk-or-secret"]) {
+    assert.equal(text.includes(secret), false, "no key in the providers' own fields");
+  }
+});
+
+Deno.test("a configured api_key_env that is unset fails calls with advice, not silently keyless", async () => {
+  const [, openrouter] = buildProviders({
+    config: {
+      providers: [{
+        id: "openrouter",
+        type: "openai",
+        base_url: "https://openrouter.ai/api/v1",
+        api_key_env: "OPENROUTER_API_KEY",
+      }],
+    },
+    env: env({}),
+  });
+  await assert.rejects(
+    openrouter.listModels(),
+    (e: Error) =>
+      e instanceof ConfigError &&
+      e.message ===
+        'Provider "openrouter" has no API key: set OPENROUTER_API_KEY (and allow it with --allow-env=OPENROUTER_API_KEY), or store one with "rune auth set-key openrouter".',
+  );
+});
