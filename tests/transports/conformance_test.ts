@@ -20,6 +20,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startOllamaDouble } from "../ollama_double.ts";
+import { childEnv, SERVE_PERMISSIONS } from "../stdio_client.ts";
 
 /** The product-agnostic server scenarios the daemon must pass, in both protocol eras. */
 const SCENARIOS = [
@@ -33,6 +34,16 @@ const SCENARIOS = [
   "server-session-lifecycle",
   "ping",
   "logging-set-level",
+  "tasks-lifecycle",
+  "tasks-capability-negotiation",
+  "tasks-wire-fields",
+  "tasks-request-state-removal",
+  "tasks-mrtr-input",
+  "tasks-request-headers",
+  "tasks-dispatch-and-envelope",
+  "tasks-status-notifications",
+  "tasks-required-task-error",
+  "tasks-mrtr-composition",
 ] as const;
 
 /** Why a check of the suite does not apply to Rune, and how the suite reports it. */
@@ -66,6 +77,21 @@ const STATIC_TOOLS: NotApplicable = {
   reason: "Rune's tool list never changes while it runs (tools.listChanged is false)",
 };
 
+/** A tasks check that calls one of the suite's own fixture tools (`greet`, `slow_compute`, ...). */
+const TASK_FIXTURE: NotApplicable = {
+  status: "FAILURE",
+  message:
+    /^Tool (greet|slow_compute|failing_job|protocol_error_job|confirm_delete|multi_input|test_tool_with_task) not found$/,
+  reason: "calls one of the suite's own fixture tools, which a product server does not list",
+};
+/** A tasks check that builds on a task a fixture tool would have created. */
+const AFTER_TASK_FIXTURE: NotApplicable = {
+  status: "FAILURE",
+  message:
+    /^(Not testable: no task was created by the preceding step|routing-task fixture from Check 2 unavailable)/,
+  reason: "needs the task a fixture tool (slow_compute) would have created",
+};
+
 /** Checks that cannot run against Rune; every other check must succeed. */
 const NOT_APPLICABLE: Record<string, Record<string, NotApplicable>> = {
   "server-stateless": {
@@ -75,6 +101,64 @@ const NOT_APPLICABLE: Record<string, Record<string, NotApplicable>> = {
     "sep-2575-server-no-log-without-loglevel": FIXTURE_TOOL,
     "sep-2575-server-sends-prompts-list-changed-on-subscription": STATIC_TOOLS,
     "sep-2575-server-sends-tools-list-changed-on-subscription": STATIC_TOOLS,
+  },
+  "tasks-lifecycle": {
+    "tasks-sync-tool-call": TASK_FIXTURE,
+    "sep-2663-result-type-task-on-create": TASK_FIXTURE,
+    "sep-2663-tasks-get-status-working": AFTER_TASK_FIXTURE,
+    "sep-2663-tasks-get-status-completed": AFTER_TASK_FIXTURE,
+    "sep-2663-tool-error-uses-completed-status": TASK_FIXTURE,
+    "sep-2663-tasks-get-status-failed": TASK_FIXTURE,
+    "sep-2663-cancel-ack-empty-result": TASK_FIXTURE,
+    "tasks-cancel-terminal-idempotent-ack": TASK_FIXTURE,
+  },
+  "tasks-capability-negotiation": {
+    "sep-2663-server-rejects-undeclared-client": TASK_FIXTURE,
+    "tasks-per-request-meta-opt-in": TASK_FIXTURE,
+  },
+  "tasks-wire-fields": {
+    "tasks-wire-field-renames": TASK_FIXTURE,
+    "tasks-no-early-ttl-expiry": AFTER_TASK_FIXTURE,
+    "tasks-no-related-task-meta-on-inlined-result": TASK_FIXTURE,
+  },
+  "tasks-request-state-removal": {
+    "tasks-request-state-removal-setup": TASK_FIXTURE,
+  },
+  "tasks-mrtr-input": {
+    "sep-2663-tasks-get-status-input-required": TASK_FIXTURE,
+    "tasks-mrtr-tasks-update-resumes": TASK_FIXTURE,
+    "tasks-mrtr-partial-fulfillment": TASK_FIXTURE,
+  },
+  "tasks-request-headers": {
+    "tasks-headers-tolerate-mcp-method-on-tools-call": TASK_FIXTURE,
+    "sep-2663-routing-headers-accepted-on-tasks-get": TASK_FIXTURE,
+    "sep-2663-server-rejects-mismatched-mcp-name-on-tasks-get": AFTER_TASK_FIXTURE,
+  },
+  "tasks-dispatch-and-envelope": {
+    "tasks-server-directed-creation-no-hint": TASK_FIXTURE,
+    "sep-2663-legacy-task-param-ignored": TASK_FIXTURE,
+    "tasks-immediate-result-shortcut": TASK_FIXTURE,
+    "tasks-result-type-complete-on-non-task-responses": TASK_FIXTURE,
+    "sep-2663-durable-create-strong-consistency": TASK_FIXTURE,
+  },
+  "tasks-status-notifications": {
+    "tasks-status-notifications": {
+      status: "SKIPPED",
+      message:
+        /^Skipped: SEP-2663 delivers notifications\/tasks via the SEP-2575 subscriptions\/listen/,
+      reason:
+        "the suite skips it itself: its harness awaits a rewrite against subscriptions/listen",
+    },
+  },
+  "tasks-required-task-error": {
+    "sep-2663-server-returns-missing-capability-when-required": {
+      status: "FAILURE",
+      message: /^tools\/call for failing_job returned error code -32602/,
+      reason: "calls the suite's fixture tool failing_job (a tool Rune does not have is -32602)",
+    },
+  },
+  "tasks-mrtr-composition": {
+    "sep-2663-mrtr-synchronous-before-task-creation": TASK_FIXTURE,
   },
   caching: {
     "sep-2549-prompts-list-caching-hints": NO_PROMPTS_OR_RESOURCES,
@@ -134,9 +218,7 @@ async function start_daemon(ollama_host: string): Promise<Daemon> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-net=127.0.0.1,localhost,[::1]",
-      "--allow-env=OLLAMA_HOST,RUNE_TOKEN,RUNE_MODEL,NO_COLOR",
-      "--allow-read",
+      ...SERVE_PERMISSIONS,
       "src/main.ts",
       "serve",
       "--port",
@@ -145,6 +227,8 @@ async function start_daemon(ollama_host: string): Promise<Daemon> {
       ollama_host,
     ],
     cwd: REPO_ROOT,
+    clearEnv: true,
+    env: childEnv(),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
