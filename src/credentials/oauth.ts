@@ -213,7 +213,7 @@ export async function signIn(
       () =>
         new SignInError(
           `Nobody finished signing in to "${settings.id}" within ${
-            Math.round((options.timeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS) / 1000)
+            (options.timeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS) / 1000
           } s. Run "rune auth login ${settings.id}" again and complete the sign-in in the ` +
             `browser (with --no-browser, open the printed URL yourself).`,
         ),

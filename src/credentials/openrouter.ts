@@ -107,7 +107,7 @@ export async function signInOpenRouter(
       options.signal,
       () =>
         new SignInError(
-          `Nobody finished signing in to "${id}" within ${Math.round(timeoutMs / 1000)} s. ` +
+          `Nobody finished signing in to "${id}" within ${timeoutMs / 1000} s. ` +
             `Run "rune auth login ${id}" again and complete the sign-in in the browser.`,
         ),
     );

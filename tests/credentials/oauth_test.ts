@@ -140,7 +140,7 @@ Deno.test("a sign-in nobody finishes times out with a message saying what to do"
       (error: Error) =>
         error instanceof SignInError &&
         error.message ===
-          'Nobody finished signing in to "myidp" within 0 s. Run "rune auth login myidp" again ' +
+          'Nobody finished signing in to "myidp" within 0.05 s. Run "rune auth login myidp" again ' +
             "and complete the sign-in in the browser (with --no-browser, open the printed URL " +
             "yourself).",
     );
