@@ -23,7 +23,13 @@ import type { Config } from "../config/schema.ts";
 import type { CredentialSource } from "../providers/credential.ts";
 import { SignInRequiredError } from "./errors.ts";
 import { type HttpOptions, refreshTokens } from "./oauth.ts";
-import { type CredentialStore, openStore, runeHome, type StoredCredential } from "./store.ts";
+import {
+  type CredentialStore,
+  openStore,
+  runeHome,
+  type StoredCredential,
+  type StoreOptions,
+} from "./store.ts";
 
 /** Refresh an access token this long before it expires (at most half its lifetime). */
 export const DEFAULT_REFRESH_MARGIN_MS = 60_000;
@@ -122,6 +128,8 @@ export interface HookOptions {
   env: (name: string) => string | undefined;
   /** Options of every source. */
   source?: Omit<SourceOptions, "signIn">;
+  /** Store options beyond the directory and `env` (key and lock options; tests). */
+  store?: Omit<StoreOptions, "home" | "env">;
 }
 
 /**
@@ -137,7 +145,7 @@ export function storedCredentials(
   let stored: Set<string>;
   let problem: Error | undefined;
   try {
-    store = openStore({ home: runeHome(options.env), env: options.env });
+    store = openStore({ ...options.store, home: runeHome(options.env), env: options.env });
     stored = new Set(store.index().entries.map((entry) => entry.id));
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;

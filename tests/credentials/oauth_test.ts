@@ -272,6 +272,45 @@ Deno.test("concurrent calls with an expiring token share one refresh", async () 
   }
 });
 
+Deno.test("two processes with the same expiring token refresh it once: the second uses the first's tokens", async () => {
+  const idp = await startIdentityProvider();
+  const { store, home } = await tempStore();
+  try {
+    const first = await signInThroughBrowser(idp);
+    await store.update("myidp", () => Promise.resolve({ next: first, result: undefined }));
+    const clock = first.expires_at! - 1_000;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        `--allow-write=${home}`,
+        "--allow-net=127.0.0.1",
+        "--allow-env",
+        new URL("./refresh_child.ts", import.meta.url).pathname,
+        home,
+        "myidp",
+        String(clock),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const source = storedCredentialSource("myidp", store, { now: () => clock, signIn: "login" });
+    const stdin = child.stdin.getWriter();
+    await stdin.write(new Uint8Array([1]));
+    await stdin.close();
+    const [mine, output] = await Promise.all([source.get(), child.output()]);
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    const theirs = new TextDecoder().decode(output.stdout).trim();
+    assert.deepEqual(idp.grants, ["authorization_code", "refresh_token"], "one refresh in all");
+    assert.equal(mine, idp.latestAccessToken());
+    assert.equal(theirs, idp.latestAccessToken());
+    assert.equal(await idp.accessTokenValid(mine), true);
+  } finally {
+    await idp.close();
+  }
+});
+
 Deno.test("a refused refresh is a tool error that says to sign in again, and the store keeps the tokens", async () => {
   const idp = await startIdentityProvider();
   const { store } = await tempStore();
