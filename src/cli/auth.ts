@@ -347,7 +347,7 @@ function safeEnv(env: (name: string) => string | undefined, name: string): strin
 }
 
 /** Opens `url` in the desktop's browser, when there is one; never waits for it. */
-async function openBrowser(url: string): Promise<void> {
+function openBrowser(url: string): Promise<void> {
   const command = Deno.build.os === "darwin" ? "open" : "xdg-open";
   try {
     const child = new Deno.Command(command, {
@@ -359,9 +359,9 @@ async function openBrowser(url: string): Promise<void> {
     child.unref();
     child.status.catch(() => {});
   } catch {
-    // No browser opener (a server, a container): the printed address is enough.
+    // No browser opener (a server, a container) or not allowed: the printed address is enough.
   }
-  await Promise.resolve();
+  return Promise.resolve();
 }
 
 /** Reads a key from stdin: hidden typing on a terminal, else the whole input (bounded). */

@@ -22,6 +22,7 @@
 
 import { Buffer } from "node:buffer";
 import { StoreKeyError } from "./errors.ts";
+import { writeAll } from "./files.ts";
 
 /** Where the store's key comes from. */
 export type KeySource = "keyring" | "passphrase" | "key-file";
@@ -233,7 +234,7 @@ async function createKeyFile(path: string): Promise<Uint8Array<ArrayBuffer>> {
     throw error;
   }
   try {
-    await file.write(new TextEncoder().encode(Buffer.from(raw).toString("base64") + "\n"));
+    await writeAll(file, new TextEncoder().encode(Buffer.from(raw).toString("base64") + "\n"));
     await file.sync();
   } finally {
     file.close();

@@ -15,6 +15,7 @@
  */
 
 import { StoreLockedError } from "./errors.ts";
+import { writeAll } from "./files.ts";
 
 /** Options of {@linkcode withLock}. */
 export interface LockOptions {
@@ -74,7 +75,7 @@ async function acquire(path: string, options: LockOptions): Promise<Held> {
     try {
       const file = await Deno.open(path, { createNew: true, write: true, mode: 0o600 });
       try {
-        await file.write(new TextEncoder().encode(`${Deno.pid} ${token}\n`));
+        await writeAll(file, new TextEncoder().encode(`${Deno.pid} ${token}\n`));
       } finally {
         file.close();
       }

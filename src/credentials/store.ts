@@ -31,6 +31,7 @@ import {
   resolveKey,
   type StoreKey,
 } from "./keys.ts";
+import { writeAll } from "./files.ts";
 import { type LockOptions, withLock } from "./lock.ts";
 
 /** The store's file name in `$RUNE_HOME`. */
@@ -497,7 +498,7 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   const file = await Deno.open(temporary, { createNew: true, write: true, mode: 0o600 });
   try {
     try {
-      await file.write(new TextEncoder().encode(text));
+      await writeAll(file, new TextEncoder().encode(text));
       await file.sync();
     } finally {
       file.close();
