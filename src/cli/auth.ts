@@ -385,8 +385,9 @@ async function readKey(io: Io): Promise<string> {
     }
     return new TextDecoder().decode(concat(chunks, size));
   }
-  io.err("API key (typing is hidden, Enter to finish): ");
+  // Raw mode before the prompt: nothing typed after the prompt can be echoed.
   Deno.stdin.setRaw(true);
+  io.err("API key (typing is hidden, Enter to finish): ");
   const typed: number[] = [];
   const buffer = new Uint8Array(256);
   try {

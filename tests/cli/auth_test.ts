@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { DEV_PERMISSIONS } from "../../scripts/permissions.ts";
 import { openStore } from "../../src/credentials/store.ts";
 import {
@@ -349,4 +350,59 @@ esac
       "available (a desktop session), or move the store aside and sign in again.\n",
   );
   await assertNowhere([KEY], [set, logout, status, away], [home.dir]);
+});
+
+Deno.test("rune auth set-key on a terminal hides what is typed", {
+  ignore: Deno.build.os !== "linux" || !existsSync("/usr/bin/script"),
+}, async () => {
+  const home = await makeHome();
+  const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+  const command = [
+    Deno.execPath(),
+    "run",
+    ...DEV_PERMISSIONS,
+    `--allow-write=${home.dir}`,
+    MAIN,
+    "auth",
+    "set-key",
+    "anthropic",
+    "--config",
+    home.config,
+  ].map(quote).join(" ");
+  // util-linux script gives the command a pseudo-terminal and relays our pipe to it.
+  const child = new Deno.Command("/usr/bin/script", {
+    args: ["-qfec", command, "/dev/null"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    clearEnv: true,
+    env: childEnv({ RUNE_HOME: home.dir, RUNE_PASSPHRASE: PASSPHRASE, PATH: "/usr/bin:/bin" }),
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let screen = "";
+  while (!screen.includes("Enter to finish): ")) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    screen += value;
+  }
+  assert.ok(screen.includes("API key (typing is hidden, Enter to finish): "), screen);
+  // Typed with a mistake corrected by backspace, then Enter.
+  const stdin = child.stdin.getWriter();
+  await stdin.write(new TextEncoder().encode(`${KEY}x\x7f\r`));
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    screen += value;
+  }
+  await stdin.close().catch(() => {});
+  const [status] = await Promise.all([child.status, child.stderr.cancel()]);
+  assert.equal(status.code, 0, screen);
+  assert.match(screen, /Stored the key for "anthropic" encrypted in /);
+  assert.ok(!screen.includes(KEY), "the typed key is not echoed");
+  const stored = await openStore({
+    home: home.dir,
+    env: (n) => n === "RUNE_PASSPHRASE" ? PASSPHRASE : undefined,
+    keys: { keyring: false },
+  }).read("anthropic");
+  assert.equal(stored?.kind === "api-key" && stored.key, KEY);
 });
