@@ -75,12 +75,25 @@ export const DEV_PERMISSIONS: readonly string[] = [
   "--no-prompt",
 ];
 
-/** Flags of the installed and the compiled `rune`: any host and any store directory. */
+/**
+ * Flags of the installed and the compiled `rune`: any host; writes are
+ * added per build with {@linkcode storeWriteFlag} (the store directory only).
+ */
 export const INSTALLED_PERMISSIONS: readonly string[] = [
   "--allow-net",
   `--allow-env=${RUNE_ENV.join(",")}`,
   "--allow-read",
-  "--allow-write",
   `--allow-run=${RUNE_RUN.join(",")}`,
   "--no-prompt",
 ];
+
+/**
+ * The installed shim's write permission, as shell text expanded at every
+ * start: the credential store directory, `$RUNE_HOME` or `~/.config/rune`.
+ */
+export const SHIM_WRITE_FLAG = '--allow-write="${RUNE_HOME:-$HOME/.config/rune}"';
+
+/** The write permission of a build for the store directory `dir` (the compiled binary). */
+export function storeWriteFlag(dir: string): string {
+  return `--allow-write=${dir}`;
+}
