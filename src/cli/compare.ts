@@ -19,6 +19,8 @@
  * the `ai_compare` tool's `structuredContent`, instead. A model that fails
  * gets an error while the others still answer; the command fails (exit 1)
  * only when every model failed. Ctrl-C aborts every upstream call (exit 130).
+ * The answers held for drawing (and for sections not yet shown) are bounded
+ * by each provider's `--max-stream-bytes`.
  *
  * @module
  */

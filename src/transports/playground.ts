@@ -281,8 +281,8 @@ export const PLAYGROUND_JS = String.raw`"use strict";
   // text have arrived, and whether the user opened or closed the thinking box meanwhile.
   var run = null;
   // The chat: the messages so far, the tool calls still waiting for a result, and the turn
-  // in progress ({ id, token, entry, text, streamed }).
-  var chat = { history: [], awaiting: [], model: "" };
+  // in progress ({ id, token, entry, user, text, answered }).
+  var chat = { history: [], awaiting: [] };
   var chatRun = null;
   // The comparison in progress: { id, token, started, columns: { model -> column } }.
   var compareRun = null;
@@ -753,7 +753,7 @@ export const PLAYGROUND_JS = String.raw`"use strict";
   }
   function newChat() {
     if (chatRun) chatCancel();
-    chat = { history: [], awaiting: [], model: chatModelEl.value };
+    chat = { history: [], awaiting: [] };
     chatLogEl.replaceChildren();
     chatInputEl.value = "";
     promptForInput();
@@ -777,7 +777,6 @@ export const PLAYGROUND_JS = String.raw`"use strict";
     }
     clearError();
     var model = chatModelEl.value;
-    chat.model = model;
     var message, userEntry;
     var call = chat.awaiting[0];
     if (call) {
