@@ -36,6 +36,8 @@ Commands:
   chat --model M             chat; interactive on a terminal (/exit to quit),
                              otherwise one user turn per stdin line
   embed TEXT... --model M    print one embedding vector per TEXT
+  compare PROMPT -m A -m B   one prompt to 2 to 8 models at once, side by side,
+                             with timings ("rune ai compare --help")
 
 Models are named "provider/model" (e.g. anthropic/claude-sonnet-4-6, openai/gpt-4.1);
 a bare name means Ollama (e.g. llama3.2).
@@ -92,6 +94,8 @@ export async function runAi(args: string[], io: Io): Promise<number> {
     await io.out(AI_HELP + "\n");
     return 0;
   }
+  // Its own flags (--model repeats) and its own Ctrl-C handling.
+  if (command === "compare") return await (await import("./compare.ts")).runCompare(rest, io);
   const { values, positionals } = parseFlags(rest, aiFlags);
   if (values.help) {
     await io.out(AI_HELP + "\n");
@@ -151,7 +155,8 @@ function numberFlag(values: Values, flag: string, integer = false): number | und
   return value;
 }
 
-function modelOptions(values: Values): ModelOptions | undefined {
+/** Sampling options from `--temperature`, `--max-tokens` and `--seed`; undefined when none. */
+export function modelOptions(values: Values): ModelOptions | undefined {
   const options: ModelOptions = {
     temperature: numberFlag(values, "temperature"),
     maxTokens: numberFlag(values, "max-tokens", true),

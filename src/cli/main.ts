@@ -22,6 +22,7 @@ Usage:
   rune ai generate PROMPT --model M           stream a completion
   rune ai chat --model M                      chat (interactive on a terminal)
   rune ai embed TEXT --model M                print an embedding
+  rune ai compare PROMPT -m A -m B [...]      compare models side by side, with timings
   rune --version | --help
 
 Environment: OLLAMA_HOST (Ollama address), RUNE_MODEL (default model),
