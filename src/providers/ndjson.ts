@@ -38,7 +38,7 @@ export class LineTooLongError extends InvalidResponseError {}
  * trailing `\r`), keeping at most `maxLineLength` characters buffered.
  */
 export function splitLines(options: LineOptions = {}): TransformStream<string, string> {
-  const splitter = new LineSplitter(options);
+  const splitter = new Splitter(options);
   return new TransformStream<string, string>({
     transform(text, controller) {
       for (const line of splitter.push(text)) controller.enqueue(line);
@@ -50,12 +50,24 @@ export function splitLines(options: LineOptions = {}): TransformStream<string, s
   });
 }
 
+/** Splits text into bounded lines as it arrives (see {@linkcode lineSplitter}). */
+export interface LineSplitter {
+  /** Returns the lines `text` completes; keeps the unfinished rest. */
+  push(text: string): string[];
+  /** The last line when the text ended without a newline. */
+  end(): string | undefined;
+}
+
 /**
  * The line splitting of {@linkcode splitLines} without a stream around it,
- * so {@linkcode parseNdjson} can split inline instead of paying for a
- * `TransformStream` (and its promises) per upstream call.
+ * so hot paths (the NDJSON parser, the stdio transport) split inline
+ * instead of paying for a `TransformStream` and its promises per chunk.
  */
-class LineSplitter {
+export function lineSplitter(options: LineOptions = {}): LineSplitter {
+  return new Splitter(options);
+}
+
+class Splitter implements LineSplitter {
   #max: number;
   #onTooLong: (() => void) | undefined;
   #pending = "";
@@ -128,7 +140,7 @@ function tooLong(max: number): LineTooLongError {
  * {@linkcode LineTooLongError} (or is skipped, with `onTooLong`).
  */
 export function ndjsonParser(options: LineOptions = {}): StreamParser<unknown> {
-  const splitter = new LineSplitter(options);
+  const splitter = new Splitter(options);
   const parse = (lines: string[]): unknown[] => {
     const values: unknown[] = [];
     for (const line of lines) if (line.trim() !== "") values.push(parseLine(line));
