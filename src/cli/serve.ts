@@ -10,6 +10,7 @@
 
 import { RuneError, UsageError } from "../errors.ts";
 import type { ToolSet } from "../mcp/server.ts";
+import { pooledFactory } from "../mcp/instance_pool.ts";
 import { createMemoryTaskStore, type TaskStore } from "../mcp/tasks/store.ts";
 import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
@@ -233,15 +234,16 @@ async function listen(
       `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or bind 127.0.0.1.`,
     );
   }
-  const handler = createHandler({
+  const { factory } = pooledFactory(async (ctx) => {
     // Loaded with the first session: an idle daemon stays small.
-    factory: async (ctx) => {
-      const { createMcpServer, ownerOf } = await import("../mcp/server.ts");
-      return createMcpServer({ providers, tools: toolSet, log, tasks }, {
-        era: ctx.era,
-        owner: ownerOf(ctx),
-      });
-    },
+    const { createMcpServer, ownerOf } = await import("../mcp/server.ts");
+    return createMcpServer({ providers, tools: toolSet, log, tasks }, {
+      era: ctx.era,
+      owner: ownerOf(ctx),
+    });
+  });
+  const handler = createHandler({
+    factory,
     providers,
     log,
     stdioSessions,

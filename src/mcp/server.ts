@@ -94,9 +94,45 @@ function objectSchema(shape: z.ZodRawShape, strict: boolean): z.ZodObject<z.ZodR
   if (schema === undefined) {
     // Unknown arguments are refused by name rather than silently dropped.
     schema = strict ? z.object(shape).strict() : z.object(shape);
+    memoizeJsonSchema(schema);
     objectSchemas.set(shape, schema);
   }
   return schema;
+}
+
+/**
+ * Converts `schema` to JSON Schema once per target instead of at every
+ * `tools/list` (the SDK converts each tool's schemas per listing, and each
+ * output schema once per instance: per request in the stateless era). The
+ * results are frozen, so a consumer that tried to change the shared copy
+ * would fail loudly rather than corrupt other listings.
+ */
+function memoizeJsonSchema(schema: z.ZodType): void {
+  const standard = schema["~standard"] as {
+    jsonSchema?: Record<"input" | "output", (options: { target: string }) => unknown>;
+  };
+  const convert = standard.jsonSchema;
+  if (convert === undefined) return;
+  const memo = (io: "input" | "output") => {
+    const byTarget = new Map<string, unknown>();
+    return (options: { target: string }) => {
+      let json = byTarget.get(options.target);
+      if (json === undefined) {
+        json = deepFreeze(convert[io](options));
+        byTarget.set(options.target, json);
+      }
+      return json;
+    };
+  };
+  standard.jsonSchema = { input: memo("input"), output: memo("output") };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const member of Object.values(value)) deepFreeze(member);
+  }
+  return value;
 }
 
 /** Creates a fresh MCP server with every provider's tools registered. */

@@ -197,6 +197,10 @@ function assertConnected(connection: Connection, era: Era): void {
   assert.deepEqual(client.initializeResult.capabilities, {
     logging: {},
     tools: { listChanged: false },
+    // Long calls may run as tasks: the 2026-07-28 extension, or 2025-11-25's capability.
+    ...(era === "2026-07-28"
+      ? { extensions: { "io.modelcontextprotocol/tasks": {} } }
+      : { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } }),
   });
   assert.match(client.instructions ?? "", /^Rune gives access to local and cloud language models/);
   // Nothing but the opening has been sent yet.

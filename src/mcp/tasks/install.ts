@@ -90,7 +90,13 @@ function handlerTable(server: McpServer): Map<string, Handler> {
   return table;
 }
 
+// Built once: zod schemas are costly to construct, and every instance (one per
+// stateless request) registers these handlers.
 const taskIdParams = z.object({ taskId: z.string().min(1) }).passthrough();
+const taskUpdateParams = taskIdParams.extend({
+  inputResponses: z.record(z.string(), z.unknown()).optional(),
+});
+const taskListParams = z.object({ cursor: z.string().optional() }).passthrough();
 
 /** Adds task support to `server` (call after its tools are registered, before it connects). */
 export function installTasks(server: McpServer, options: TaskOptions): void {
@@ -257,11 +263,7 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
   if (era === "modern") {
     raw.setRequestHandler(
       "tasks/update",
-      {
-        params: taskIdParams.extend({
-          inputResponses: z.record(z.string(), z.unknown()).optional(),
-        }),
-      },
+      { params: taskUpdateParams },
       async (params, ctx) => {
         requireExtension(ctx);
         // Rune's tasks never ask for input: there is nothing outstanding to answer.
@@ -293,7 +295,7 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
 
   raw.setRequestHandler(
     "tasks/list",
-    { params: z.object({ cursor: z.string().optional() }).passthrough() },
+    { params: taskListParams },
     async (params) => {
       const all = await store.list(owner);
       const start = params.cursor ? Number(atob(params.cursor as string)) || 0 : 0;
