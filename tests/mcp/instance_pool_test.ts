@@ -38,6 +38,8 @@ async function call(
   method: string,
   params: Record<string, unknown>,
   clientId?: string,
+  // Replies are JSON read by path and checked by the assertions that follow.
+  // deno-lint-ignore no-explicit-any
 ): Promise<Record<string, any>> {
   const request = new Request("http://127.0.0.1/mcp", {
     method: "POST",

@@ -17,6 +17,8 @@ import { createServerFactory } from "../../src/mcp/server.ts";
 import { createMemoryTaskStore, type TaskStore } from "../../src/mcp/tasks/store.ts";
 import { createFakeProvider, type FakeProvider } from "../fake_provider.ts";
 
+// Replies are JSON read by path and checked by the assertions that follow.
+// deno-lint-ignore no-explicit-any
 type Message = Record<string, unknown> & { id?: string | number; result?: any; error?: any };
 
 const TASKS = "io.modelcontextprotocol/tasks";
