@@ -156,8 +156,8 @@ Deno.test("rune auth set-key stores a key from stdin; status says how each provi
   assert.equal(status.code, 0, status.stderr);
   assert.deepEqual(JSON.parse(status.stdout), {
     providers: [
+      // The registry's order: built-in providers (a stored key enables anthropic), then the file's.
       { id: "ollama", method: "none", expires_at: null, scopes: null, store: null },
-      { id: "myidp", method: "none", expires_at: null, scopes: null, store: null },
       {
         id: "anthropic",
         method: "stored-key",
@@ -165,6 +165,7 @@ Deno.test("rune auth set-key stores a key from stdin; status says how each provi
         scopes: null,
         store: "passphrase",
       },
+      { id: "myidp", method: "none", expires_at: null, scopes: null, store: null },
     ],
   });
   const text = await rune(home, ["status"]);
