@@ -418,10 +418,11 @@ class Printer:
         if self.thought:
             sys.stderr.write("\n")
             self.thought = False
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        # Noted before writing: Ctrl-C right after the text is out still ends its line.
         self.wrote = True
         self.last = text[-1:]
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
     def end_line(self) -> None:
         """Ends a partial line (the answer, or what came before a failure)."""
