@@ -33,6 +33,7 @@ import { VERSION } from "../version.ts";
 import { installTasks, taskCapabilities } from "./tasks/install.ts";
 import type { TaskStore } from "./tasks/store.ts";
 import { registerCompareTool } from "./tools/compare_tools.ts";
+import { registerManageTools } from "./tools/manage_tools.ts";
 import { registerProviderTools } from "./tools/provider_tools.ts";
 import type { Register, ToolConfig } from "./tools/register.ts";
 import { registerRouterTools } from "./tools/router_tools.ts";
@@ -56,6 +57,12 @@ export interface McpServerDeps {
   log?: Logger;
   /** Where long calls run as tasks live; without one, no tasks are offered. */
   tasks?: TaskStore;
+  /**
+   * Register the tools that change the installed models (`ai_<id>_pull`,
+   * `ai_<id>_delete`), for providers that manage models (`--allow-model-management`).
+   * @default false
+   */
+  allowModelManagement?: boolean;
 }
 
 /** What one server instance serves. */
@@ -153,6 +160,10 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
   }
   if (toolSet !== "per-provider") registerRouterTools(deps.providers, register);
   registerCompareTool(deps.providers, register);
+  // Every tool set: the router has no equivalent of these.
+  for (const provider of deps.providers) {
+    registerManageTools(provider, register, { allowManagement: deps.allowModelManagement });
+  }
   if (deps.tasks) {
     installTasks(server, {
       store: deps.tasks,
