@@ -3,7 +3,7 @@
  * wire format: it streams scripted chunks, records every call with its
  * signal, can fail on demand, and counts how many chunks a consumer pulled
  * (to observe backpressure). With `management`, it also manages models
- * (`models`): scripted pull progress, a list of loaded models, deletes.
+ * (`modelManagement`): scripted pull progress, a list of loaded models, deletes.
  *
  * @module
  */
@@ -67,7 +67,7 @@ export interface FakeProviderOptions {
   /** A log of `start:<id>` and `end:<id>` to share between fakes (to observe concurrency). */
   events?: string[];
   /**
-   * Whether it manages models (has `models`: pull, delete, running, inspect).
+   * Whether it manages models (has `modelManagement`: pull, delete, running, inspect).
    * @default false
    */
   management?: boolean;
@@ -337,7 +337,7 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
       });
     },
     ping: () => Promise.resolve("fake 1.0"),
-    ...(options.management && { models }),
+    ...(options.management && { modelManagement: models }),
     loaded: [],
     installed: new Set(["m1"]),
     waitForPull() {

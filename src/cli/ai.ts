@@ -1,5 +1,5 @@
 /**
- * `rune ai list|show|generate|chat|embed|providers`: every configured
+ * `rune ai list|show|generate|chat|embed|providers|pull|ps|rm`: every configured
  * provider from a terminal or a script. Models are named
  * `provider/model` (a bare name means Ollama). Text streams to stdout as
  * tokens arrive; `--json` prints one JSON document (per turn, for chat) for
@@ -36,6 +36,9 @@ Commands:
   chat --model M             chat; interactive on a terminal (/exit to quit),
                              otherwise one user turn per stdin line
   embed TEXT... --model M    print one embedding vector per TEXT
+  pull MODEL                 download an Ollama model, with a progress bar on a terminal
+  ps                         the Ollama models loaded in memory, with VRAM and expiry
+  rm MODEL...                delete Ollama models (asks first; --yes to skip)
 
 Models are named "provider/model" (e.g. anthropic/claude-sonnet-4-6, openai/gpt-4.1);
 a bare name means Ollama (e.g. llama3.2).
@@ -50,6 +53,7 @@ Options:
       --temperature N   sampling temperature
       --max-tokens N    stop after N tokens
       --seed N          seed for reproducible output
+  -y, --yes             delete without asking (rm)
       --json            machine-readable output
 ${PROVIDER_FLAGS_HELP}`;
 
@@ -65,6 +69,7 @@ const aiFlags = {
   "max-tokens": { type: "string" },
   seed: { type: "string" },
   json: { type: "boolean" },
+  yes: { type: "boolean", short: "y" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -118,6 +123,12 @@ export async function runAi(args: string[], io: Io): Promise<number> {
         return await chat(cmd);
       case "embed":
         return await embed(cmd);
+      case "pull":
+        return await (await import("./manage.ts")).pullCommand(cmd);
+      case "ps":
+        return await (await import("./manage.ts")).psCommand(cmd);
+      case "rm":
+        return await (await import("./manage.ts")).rmCommand(cmd);
       default:
         throw new UsageError(`Unknown command "rune ai ${command}": see "rune ai --help".`);
     }

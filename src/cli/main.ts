@@ -21,6 +21,9 @@ Usage:
   rune ai generate PROMPT --model M           stream a completion
   rune ai chat --model M                      chat (interactive on a terminal)
   rune ai embed TEXT --model M                print an embedding
+  rune ai pull MODEL                          download an Ollama model (progress bar)
+  rune ai ps                                  Ollama models loaded in memory
+  rune ai rm MODEL                            delete an Ollama model
   rune --version | --help
 
 Environment: OLLAMA_HOST (Ollama address), RUNE_MODEL (default model),

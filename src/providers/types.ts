@@ -295,7 +295,7 @@ export interface ModelCard extends ModelDetails {
 /**
  * Managing the models a backend holds locally: download, inspect, list
  * what is loaded, delete. Only backends that store models themselves
- * (Ollama) have it; it is optional on {@linkcode Provider}.
+ * (Ollama) have it, as the optional `Provider.modelManagement`.
  */
 export interface ModelManagement {
   /**
@@ -350,7 +350,7 @@ export interface Provider {
   /** Checks the backend answers; resolves to its version text. */
   ping(options?: CallOptions): Promise<string>;
   /** Model management, for backends that store models themselves (Ollama); absent otherwise. */
-  readonly models?: ModelManagement;
+  readonly modelManagement?: ModelManagement;
 }
 
 /** Collects a chunk stream into its final result (for non-streaming callers). */

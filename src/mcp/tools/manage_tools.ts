@@ -95,7 +95,7 @@ export function registerManageTools(
   register: Register,
   options: ManageToolOptions = {},
 ): void {
-  const models = provider.models;
+  const models = provider.modelManagement;
   if (!models) return;
   const { id, label } = provider;
 
@@ -386,7 +386,7 @@ export function humanBytes(bytes: number): string {
 
 /** The management of `provider`, or a clear error when it has none. */
 export function managementOf(provider: Provider): ModelManagement {
-  if (provider.models) return provider.models;
+  if (provider.modelManagement) return provider.modelManagement;
   throw new RuneError(
     `${provider.label} (provider "${provider.id}") does not manage models: only Ollama pulls, lists loaded and deletes models.`,
   );

@@ -292,7 +292,7 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
     chat,
     embed,
     ping,
-    models: createOllamaManagement({
+    modelManagement: createOllamaManagement({
       upstream,
       source,
       pullIdleMs: options.pullIdleMs ?? DEFAULT_PULL_IDLE_MS,
