@@ -1,7 +1,9 @@
 /**
  * Builds one MCP server instance exposing each provider's models as tools:
  * `ai_<id>_list_models`, `ai_<id>_generate`, `ai_<id>_chat` and
- * `ai_<id>_embed`.
+ * `ai_<id>_embed`; for providers that manage models (Ollama) also
+ * `ai_<id>_show` and `ai_<id>_ps`, and with `allowModelManagement`
+ * `ai_<id>_pull` and `ai_<id>_delete` (`tools/manage_tools.ts`).
  *
  * Tools are registered with the SDK's `McpServer` (v2), which owns listing,
  * input validation and output validation in both protocol eras: invalid
