@@ -255,7 +255,7 @@ export interface PullProgress {
   completed: number;
   /** Bytes of all the parts announced so far; 0 before the first part. */
   total: number;
-  /** True on the last step of a pull that succeeded. */
+  /** True on the last step of a pull that succeeded; `completed` then equals `total`. */
   done: boolean;
 }
 
