@@ -14,7 +14,7 @@
 
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { INSTALLED_PERMISSIONS } from "./permissions.ts";
+import { INSTALLED_PERMISSIONS, storeWriteFlag } from "./permissions.ts";
 
 /** Output of one `deno compile` run. */
 export interface CompileRun {
@@ -83,6 +83,8 @@ export async function compile(options: CompileOptions = {}): Promise<string> {
     "compile",
     "--frozen-lockfile",
     ...INSTALLED_PERMISSIONS,
+    // A compiled binary's permissions are fixed now: the store directory of this user.
+    storeWriteFlag(storeDirectory()),
     `--config=${checkout}deno.json`,
     `--output=${output}`,
     `${checkout}src/main.ts`,
@@ -114,4 +116,11 @@ if (import.meta.main) {
     console.error(`error: ${error.message}`);
     Deno.exit(1);
   }
+}
+
+/** The credential store directory the compiled binary may write: `$RUNE_HOME` or `~/.config/rune`. */
+function storeDirectory(): string {
+  const home = Deno.env.get("RUNE_HOME");
+  if (home) return home;
+  return `${Deno.env.get("HOME") ?? "."}/.config/rune`;
 }

@@ -36,6 +36,8 @@ Commands:
   chat --model M             chat; interactive on a terminal (/exit to quit),
                              otherwise one user turn per stdin line
   embed TEXT... --model M    print one embedding vector per TEXT
+  compare PROMPT -m A -m B   one prompt to 2 to 8 models at once, side by side,
+                             with timings ("rune ai compare --help")
   pull MODEL                 download an Ollama model, with a progress bar on a terminal
   ps                         the Ollama models loaded in memory, with VRAM and expiry
   rm MODEL...                delete Ollama models (asks first; --yes to skip)
@@ -97,6 +99,8 @@ export async function runAi(args: string[], io: Io): Promise<number> {
     await io.out(AI_HELP + "\n");
     return 0;
   }
+  // Its own flags (--model repeats) and its own Ctrl-C handling.
+  if (command === "compare") return await (await import("./compare.ts")).runCompare(rest, io);
   const { values, positionals } = parseFlags(rest, aiFlags);
   if (values.help) {
     await io.out(AI_HELP + "\n");
@@ -162,7 +166,8 @@ function numberFlag(values: Values, flag: string, integer = false): number | und
   return value;
 }
 
-function modelOptions(values: Values): ModelOptions | undefined {
+/** Sampling options from `--temperature`, `--max-tokens` and `--seed`; undefined when none. */
+export function modelOptions(values: Values): ModelOptions | undefined {
   const options: ModelOptions = {
     temperature: numberFlag(values, "temperature"),
     maxTokens: numberFlag(values, "max-tokens", true),

@@ -17,17 +17,20 @@ Usage:
   rune serve [--stdio] [--port N] [options]   serve MCP (see "rune serve --help")
   rune ai list [--provider ID]                list models of every provider
   rune providers                              configured providers, keys set, reachable
+  rune auth login|set-key|status|logout       sign in, store keys encrypted (see "rune auth --help")
   rune ai show MODEL                          model details and capabilities
   rune ai generate PROMPT --model M           stream a completion
   rune ai chat --model M                      chat (interactive on a terminal)
   rune ai embed TEXT --model M                print an embedding
+  rune ai compare PROMPT -m A -m B [...]      compare models side by side, with timings
   rune ai pull MODEL                          download an Ollama model (progress bar)
   rune ai ps                                  Ollama models loaded in memory
   rune ai rm MODEL                            delete an Ollama model
   rune --version | --help
 
 Environment: OLLAMA_HOST (Ollama address), RUNE_MODEL (default model),
-RUNE_TOKEN (bearer token for network clients), NO_COLOR.
+RUNE_TOKEN (bearer token for network clients), RUNE_HOME (credential store
+directory, default ~/.config/rune), RUNE_PASSPHRASE (store passphrase), NO_COLOR.
 Exit codes: 0 success, 1 failure (message on stderr), 2 usage error, 130 interrupted.`;
 
 /**
@@ -71,6 +74,8 @@ export async function main(args: string[], io: Io = processIo()): Promise<number
         return await (await import("./serve.ts")).runServe(rest, io);
       case "ai":
         return await (await import("./ai.ts")).runAi(rest, io);
+      case "auth":
+        return await (await import("./auth.ts")).runAuth(rest, io);
       case "providers":
         // The same report as "rune ai providers".
         return await (await import("./ai.ts")).runAi(["providers", ...rest], io);

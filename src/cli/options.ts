@@ -8,6 +8,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadConfig } from "../config/load.ts";
+import { storedCredentials } from "../credentials/sources.ts";
 import type { Config } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_BYTE_LIMITS, formatBytes } from "../providers/budget.ts";
@@ -133,6 +134,8 @@ export function loadProviders(values: Record<string, unknown>): ProviderSetup {
     env,
     ollamaHost,
     common: { timeouts, limits },
+    // Keys and OAuth tokens from the encrypted store (rune auth), when no variable holds a key.
+    storedCredential: storedCredentials({ config, env }),
   });
   return { providers, config, configPath: path };
 }

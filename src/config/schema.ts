@@ -83,6 +83,9 @@ export const configSchema = z.object({
   ),
 }).strict();
 
+/** A provider entry's `auth` block. */
+export type AuthConfig = z.infer<typeof authSchema>;
+
 /** A provider entry. */
 export type ProviderConfig = z.infer<typeof providerConfigSchema>;
 

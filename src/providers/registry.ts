@@ -174,7 +174,11 @@ export function buildProviders(options: BuildOptions): Provider[] {
   const zero: ProviderConfig[] = [];
   if (!ids.has("ollama")) zero.push({ id: "ollama", type: "ollama" });
   for (const entry of Object.values(REGISTRY)) {
-    if (entry?.keyEnv && entry.type !== "ollama" && !ids.has(entry.type) && env(entry.keyEnv)) {
+    // A key in its variable or in the credential store (rune auth set-key) enables the type's id.
+    if (
+      entry?.keyEnv && entry.type !== "ollama" && !ids.has(entry.type) &&
+      (env(entry.keyEnv) || options.storedCredential?.(entry.type))
+    ) {
       zero.push({ id: entry.type, type: entry.type });
     }
   }

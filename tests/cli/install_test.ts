@@ -62,7 +62,11 @@ Deno.test("deno task install writes a rune that runs this checkout with an absol
   const root = await Deno.makeTempDir();
   try {
     const shim = await installInto(root);
-    assert.equal(await Deno.readTextFile(shim), shimText(ROOT, Deno.execPath()));
+    const text = await Deno.readTextFile(shim);
+    assert.equal(text, shimText(ROOT, Deno.execPath()));
+    // Writes go to the credential store directory only, expanded when the shim runs.
+    assert.ok(text.includes(' --allow-write="${RUNE_HOME:-$HOME/.config/rune}" '), text);
+    assert.equal(/--allow-write(?!=)/.test(text), false, "no unlimited write permission");
     assert.equal((await Deno.stat(shim)).mode! & 0o777, 0o755);
     // Claude Desktop and editors may start it with a bare environment: no Deno on PATH, no HOME.
     const version = await run(shim, ["--version"], { clearEnv: true, env: { PATH: root } });

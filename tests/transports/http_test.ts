@@ -372,3 +372,20 @@ Deno.test("a streaming HTTP call counts as in flight until its reply", async () 
     await double.close();
   }
 });
+
+Deno.test("/healthz answers GET and HEAD; other methods get 405 with Allow", async () => {
+  const double = await startOllamaDouble();
+  const daemon = await startDaemon(double.host);
+  try {
+    const post = await fetch(`${daemon.url}/healthz`, { method: "POST", body: "{}" });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET, HEAD");
+    assert.equal(await post.text(), "Method not allowed: use GET /healthz\n");
+    const get = await fetch(`${daemon.url}/healthz`);
+    assert.equal(get.status, 200);
+    assert.equal((await get.json()).status, "ok");
+  } finally {
+    await daemon.stop();
+    await double.close();
+  }
+});

@@ -7,7 +7,9 @@
  * never downloads a browser here): the page must connect over WebSocket
  * MCP, list the models, stream a generation, cancel one (closing the
  * upstream Ollama stream), show errors plainly and work under its
- * Content-Security-Policy. Where a step must happen between two tokens,
+ * Content-Security-Policy; its chat view keeps history, a system prompt
+ * and tool calls, and its compare view streams models side by side. Where
+ * a step must happen between two tokens,
  * the double stalls after its first token (no timing involved). The
  * thinking and model-filter tests serve the page in-process from
  * `createHandler` with a scripted provider, so the test hands the page
@@ -372,6 +374,73 @@ async function modelOptions(page: Page): Promise<string[]> {
   ) as string[];
 }
 
+/**
+ * Resolves once the first element matching `selector` holds at least
+ * `length` characters (a MutationObserver, as in {@linkcode waitForLength}).
+ */
+async function waitForText(page: Page, selector: string, length: number): Promise<void> {
+  await page.waitForSelector(selector, { state: "attached" });
+  await page.evaluate(`new Promise((resolve, reject) => {
+    const element = document.querySelector(${JSON.stringify(selector)});
+    const timer = setTimeout(() => {
+      observer.disconnect();
+      reject(new Error(${JSON.stringify(selector)} + " stayed shorter than ${length} characters"));
+    }, ${WAIT_MS});
+    const check = () => {
+      if (element.textContent.length < ${length}) return;
+      clearTimeout(timer);
+      observer.disconnect();
+      resolve();
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(element, { childList: true, characterData: true, subtree: true });
+    check();
+  })`);
+}
+
+/** The chat log: each entry's role, state, text and tool calls. */
+async function chatLog(page: Page): Promise<
+  { role: string; state: string; who: string; text: string; calls: string[] }[]
+> {
+  return await page.evaluate(`Array.from(document.querySelectorAll("#chat-log li"), (li) => ({
+    role: li.dataset.role,
+    state: li.dataset.state,
+    who: li.querySelector(".who").textContent,
+    text: li.querySelector(".text").textContent,
+    calls: Array.from(li.querySelectorAll(".tool-call"), (c) => c.textContent),
+  }))`) as { role: string; state: string; who: string; text: string; calls: string[] }[];
+}
+
+/** Types `text` into the chat input and sends it. */
+async function chatSend(page: Page, text: string): Promise<void> {
+  await page.fill("#chat-input", text);
+  await page.click("#chat-send");
+}
+
+async function chatState(page: Page, state: string): Promise<void> {
+  await page.waitForSelector(`#chat-status[data-state="${state}"]`, { state: "attached" });
+}
+
+async function compareState(page: Page, state: string): Promise<void> {
+  await page.waitForSelector(`#compare-status[data-state="${state}"]`, { state: "attached" });
+}
+
+/** The messages of the last request the double got on `path`. */
+function lastMessages(double: OllamaDouble): Record<string, unknown>[] {
+  const body = double.requests.filter((r) => r.path === "/api/chat").at(-1)!.body as {
+    messages: Record<string, unknown>[];
+  };
+  return body.messages;
+}
+
+/** Whether the visible view is `name` (its tab selected, the others' panels hidden). */
+async function visibleView(page: Page): Promise<string[]> {
+  return await page.evaluate(`["generate", "chat", "compare"].filter((name) =>
+    !document.getElementById("view-" + name).hidden &&
+    document.getElementById("tab-" + name).getAttribute("aria-selected") === "true"
+  )`) as string[];
+}
+
 Deno.test({
   name: testName("playground connects, streams, cancels and shows errors in Chromium"),
   ignore: SKIP,
@@ -733,5 +802,282 @@ Deno.test({
       const unexpected = f.problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
       assert.deepEqual(unexpected, []);
     }, { env: { RUNE_TOKEN: token } });
+  },
+});
+
+const WEATHER_TOOL = [{
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Current weather for a city",
+    parameters: { type: "object", properties: { city: { type: "string" } } },
+  },
+}];
+
+Deno.test({
+  name: testName("playground chats with history, a system prompt and tool calls"),
+  ignore: SKIP,
+  async fn(t) {
+    await withPlayground(async (f) => {
+      const { page, double } = f;
+      await page.goto(`${f.daemon.url}/`);
+      await page.waitForSelector('#chat-model[data-loads="1"]', { state: "attached" });
+
+      await t.step("the chat view opens from its tab with every provider's models", async () => {
+        assert.deepEqual(await visibleView(page), ["generate"]);
+        await page.click("#tab-chat");
+        assert.deepEqual(await visibleView(page), ["chat"]);
+        assert.deepEqual(
+          await page.evaluate(
+            `Array.from(document.querySelectorAll("#chat-model option"), (o) => o.value)`,
+          ),
+          [
+            "ollama/llama3.2:latest",
+            "ollama/llava:latest",
+            "ollama/qwen3:latest",
+            "ollama/all-minilm:latest",
+          ],
+        );
+        assert.equal(await page.isEnabled("#chat-send"), true);
+        assert.equal(await page.isDisabled("#chat-cancel"), true);
+      });
+
+      await t.step("two turns keep their history and the system prompt", async () => {
+        await page.click("#chat-settings summary");
+        await page.fill("#chat-system", "Be brief.");
+        await chatSend(page, "hello");
+        await chatState(page, "done");
+        await chatSend(page, "how are you?");
+        await chatState(page, "done");
+        assert.deepEqual(await chatLog(page), [
+          { role: "user", state: "done", who: "You", text: "hello", calls: [] },
+          {
+            role: "assistant",
+            state: "done",
+            who: "ollama/llama3.2:latest",
+            text: "Echo: hello",
+            calls: [],
+          },
+          { role: "user", state: "done", who: "You", text: "how are you?", calls: [] },
+          {
+            role: "assistant",
+            state: "done",
+            who: "ollama/llama3.2:latest",
+            text: "Echo: how are you?",
+            calls: [],
+          },
+        ]);
+        assert.deepEqual(lastMessages(double).map(({ role, content }) => ({ role, content })), [
+          { role: "system", content: "Be brief." },
+          { role: "user", content: "hello" },
+          { role: "assistant", content: "Echo: hello" },
+          { role: "user", content: "how are you?" },
+        ]);
+        assert.equal(await text(page, "#chat-status"), "done (4 tokens)");
+      });
+
+      await t.step("a reply streams in and Cancel drops the turn from the history", async () => {
+        double.tokenDelayMs = STALL_MS;
+        await chatSend(page, "a long story");
+        await waitForText(page, "#chat-log li:last-child .text", "Echo:".length);
+        assert.equal(await text(page, "#chat-log li:last-child .text"), "Echo:");
+        assert.equal(await page.getAttribute("#chat-status", "data-state"), "generating");
+        assert.equal(double.openStreams, 1);
+        await page.click("#chat-cancel");
+        await chatState(page, "cancelled");
+        await double.waitForOpenStreams(0, AbortSignal.timeout(WAIT_MS));
+        const log = await chatLog(page);
+        assert.deepEqual(log.slice(-2).map((e) => [e.role, e.state, e.text]), [
+          ["user", "cancelled", "a long story"],
+          ["assistant", "cancelled", "Echo:"],
+        ]);
+        assert.equal(await page.inputValue("#chat-input"), "a long story");
+        double.tokenDelayMs = 0;
+        await chatSend(page, "short one");
+        await chatState(page, "done");
+        // The cancelled turn is not part of the conversation.
+        assert.deepEqual(lastMessages(double).slice(1).map((m) => m.content), [
+          "hello",
+          "Echo: hello",
+          "how are you?",
+          "Echo: how are you?",
+          "short one",
+        ]);
+      });
+
+      await t.step("a tool call is shown, and its result goes back to the model", async () => {
+        await page.click("#chat-new");
+        assert.deepEqual(await chatLog(page), []);
+        await page.fill("#chat-tools", JSON.stringify(WEATHER_TOOL));
+        await chatSend(page, "What is the weather in Paris?");
+        await chatState(page, "tool");
+        const [, reply] = await chatLog(page);
+        assert.deepEqual(reply, {
+          role: "assistant",
+          state: "done",
+          who: "ollama/llama3.2:latest",
+          text: "",
+          calls: ['Tool call: get_weather({"city":"Paris"})'],
+        });
+        assert.equal(
+          await text(page, "#chat-input-label"),
+          'Result of get_weather({"city":"Paris"})',
+        );
+        assert.equal(await text(page, "#chat-send"), "Send result");
+        const chats = double.requests.filter((r) => r.path === "/api/chat").length;
+        double.scriptNext({ content: "It is sunny in Paris." });
+        await chatSend(page, "sunny, 21 C");
+        await chatState(page, "done");
+        assert.equal(
+          double.requests.filter((r) => r.path === "/api/chat").length,
+          chats + 1,
+        );
+        const sent = lastMessages(double);
+        assert.deepEqual(sent.map((m) => m.role), ["system", "user", "assistant", "tool"]);
+        const assistant = sent[2] as { tool_calls: { id: string; function: unknown }[] };
+        assert.deepEqual(assistant.tool_calls.map((c) => c.function), [
+          { name: "get_weather", arguments: { city: "Paris" } },
+        ]);
+        assert.equal(sent[3].content, "sunny, 21 C");
+        assert.equal(sent[3].tool_name, "get_weather");
+        assert.equal(sent[3].tool_call_id, assistant.tool_calls[0].id);
+        assert.deepEqual((await chatLog(page)).map((e) => [e.role, e.who, e.text]), [
+          ["user", "You", "What is the weather in Paris?"],
+          ["assistant", "ollama/llama3.2:latest", ""],
+          ["tool", 'Result of get_weather({"city":"Paris"})', "sunny, 21 C"],
+          ["assistant", "ollama/llama3.2:latest", "It is sunny in Paris."],
+        ]);
+        assert.equal(await text(page, "#chat-input-label"), "Message");
+      });
+
+      await t.step("invalid tools JSON is refused before anything is sent", async () => {
+        const before = double.requests.length;
+        await page.fill("#chat-tools", "[{");
+        await chatSend(page, "hi");
+        await page.waitForSelector("#error:not([hidden])", { state: "attached" });
+        assert.match(await text(page, "#error"), /^The tools are not valid JSON: /);
+        assert.equal(double.requests.length, before);
+        assert.equal(await page.inputValue("#chat-input"), "hi");
+      });
+
+      await t.step("the chat view runs under the CSP without page errors", () => {
+        assert.deepEqual(f.problems, []);
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: testName("playground compares models side by side, streaming, with their timings"),
+  ignore: SKIP,
+  async fn(t) {
+    await withPlayground(async (f) => {
+      const { page, double } = f;
+      await page.goto(`${f.daemon.url}/`);
+      await page.waitForSelector('#chat-model[data-loads="1"]', { state: "attached" });
+      await page.click("#tab-compare");
+      assert.deepEqual(await visibleView(page), ["compare"]);
+
+      await t.step("two models stream at once, and Cancel stops both upstream", async () => {
+        assert.deepEqual(
+          await Promise.all([1, 2, 3, 4].map((n) => page.inputValue(`#compare-model-${n}`))),
+          ["ollama/llama3.2:latest", "ollama/llava:latest", "", ""],
+        );
+        double.tokenDelayMs = STALL_MS;
+        await page.fill("#compare-prompt", "a long story");
+        await page.click("#compare-run");
+        await waitForText(page, "#compare-answer-1", "Echo:".length);
+        await waitForText(page, "#compare-answer-2", "Echo:".length);
+        assert.equal(double.openStreams, 2);
+        for (const n of [1, 2]) {
+          assert.equal(await text(page, `#compare-answer-${n}`), "Echo:");
+          assert.match(
+            await text(page, `#compare-stats-${n}`),
+            /^first token after \d+ ms · streaming…$/,
+          );
+        }
+        await page.click("#compare-cancel");
+        await compareState(page, "cancelled");
+        await double.waitForOpenStreams(0, AbortSignal.timeout(WAIT_MS));
+        assert.deepEqual(
+          await page.evaluate(
+            `Array.from(document.querySelectorAll("#compare-results .column"), (c) => c.dataset.state)`,
+          ),
+          ["cancelled", "cancelled"],
+        );
+        double.tokenDelayMs = 0;
+      });
+
+      await t.step("four columns end with their timings, or their error", async () => {
+        await page.selectOption("#compare-model-3", "ollama/qwen3:latest");
+        await page.evaluate(
+          `document.getElementById("compare-model-4").add(new Option("nope", "nope"))`,
+        );
+        await page.selectOption("#compare-model-4", "nope");
+        await page.fill("#compare-prompt", "hello there");
+        await page.click("#compare-run");
+        await compareState(page, "done");
+        const columns = await page.evaluate(`Array.from(
+          document.querySelectorAll("#compare-results .column"),
+          (c) => ({
+            model: c.dataset.model,
+            state: c.dataset.state,
+            answer: c.querySelector(".answer").textContent,
+            stats: c.querySelector(".stats").textContent,
+          }),
+        )`) as { model: string; state: string; answer: string; stats: string }[];
+        assert.deepEqual(columns.map((c) => [c.model, c.state, c.answer]), [
+          ["ollama/llama3.2:latest", "done", "Echo: hello there"],
+          ["ollama/llava:latest", "done", "Echo: hello there"],
+          ["ollama/qwen3:latest", "done", "Echo: hello there"],
+          ["nope", "failed", ""],
+        ]);
+        assert.match(
+          columns[0].stats,
+          /^first token \d+ ms · \d+\.\d tokens\/s · 3 tokens · \d+ ms in all$/,
+        );
+        assert.match(
+          columns[2].stats,
+          /^first token \d+ ms · \d+\.\d tokens\/s · 12 tokens · \d+ ms in all$/,
+        );
+        assert.equal(
+          columns[3].stats,
+          `error: Model "nope" is not installed on Ollama at ${double.host}: run "ollama pull ` +
+            `nope", or pick one from "rune ai list".`,
+        );
+        // Side by side: one row, left to right.
+        const boxes = await Promise.all(
+          [1, 2, 3, 4].map((n) =>
+            page.locator(`#compare-results .column:nth-child(${n})`).boundingBox()
+          ),
+        );
+        for (let i = 1; i < boxes.length; i++) {
+          assert.equal(boxes[i]!.y, boxes[0]!.y);
+          assert.ok(boxes[i]!.x > boxes[i - 1]!.x, JSON.stringify(boxes));
+        }
+        const sent = double.requests.filter((r) => r.path === "/api/generate").slice(-4);
+        assert.deepEqual(sent.map((r) => (r.body as { model: string }).model).toSorted(), [
+          "llama3.2:latest",
+          "llava:latest",
+          "nope",
+          "qwen3:latest",
+        ]);
+      });
+
+      await t.step("the same model twice is refused", async () => {
+        await page.selectOption("#compare-model-2", "ollama/llama3.2:latest");
+        await page.click("#compare-run");
+        await page.waitForSelector("#error:not([hidden])", { state: "attached" });
+        assert.equal(
+          await text(page, "#error"),
+          "Pick each model once: ollama/llama3.2:latest, ollama/llama3.2:latest, " +
+            "ollama/qwen3:latest, nope.",
+        );
+      });
+
+      await t.step("the compare view runs under the CSP without page errors", () => {
+        assert.deepEqual(f.problems, []);
+      });
+    });
   },
 });

@@ -263,3 +263,72 @@ Deno.test("tools/call without params is an invalid-params error", async () => {
     await double.close();
   }
 });
+
+Deno.test("a refusal of garbage sent right behind initialize arrives after the initialize result", async () => {
+  const double = await startOllamaDouble();
+  const daemon = startRaw(double);
+  try {
+    // Both in one write: the refusal is decided at once, the handshake is answered later.
+    await daemon.sendRaw(`${JSON.stringify(INIT)}\nthis is not json\n`);
+    const first = await daemon.next();
+    assert.equal(first.id, "init");
+    assert.equal((first.result as { protocolVersion: string }).protocolVersion, "2025-06-18");
+    const second = await daemon.next();
+    assert.deepEqual(second, {
+      jsonrpc: "2.0",
+      id: null,
+      error: { code: -32700, message: "Parse error: the message is not valid JSON" },
+    });
+  } finally {
+    assert.equal((await finish(daemon)).code, 0);
+    await double.close();
+  }
+});
+
+Deno.test("a 2026-07-28 client speaks statelessly over stdio: discover, then enveloped calls", async () => {
+  const double = await startOllamaDouble();
+  const daemon = startRaw(double);
+  const meta = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+  };
+  try {
+    await daemon.send({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "server/discover",
+      params: { _meta: meta },
+    });
+    const [discover] = await daemon.until(1);
+    assert.deepEqual((discover.result as { supportedVersions: string[] }).supportedVersions, [
+      "2026-07-28",
+    ]);
+    await daemon.send({
+      jsonrpc: "2.0",
+      id: 2,
+      method: "tools/call",
+      params: {
+        name: "ai_ollama_generate",
+        arguments: { model: "llama3.2", prompt: "stateless" },
+        _meta: { ...meta, progressToken: "p" },
+      },
+    });
+    const seen = await daemon.until(2);
+    const reply = seen.at(-1)!;
+    const result = reply.result as { resultType: string; structuredContent: { response: string } };
+    assert.equal(result.resultType, "complete");
+    assert.equal(result.structuredContent.response, "Echo: stateless");
+    const progress = seen.filter((m) => m.method === "notifications/progress");
+    assert.equal(
+      progress.map((m) => (m.params as { message: string }).message).join(""),
+      "Echo: stateless",
+    );
+    // initialize, ping and logging/setLevel do not exist in this era.
+    await daemon.send({ jsonrpc: "2.0", id: 3, method: "ping", params: { _meta: meta } });
+    const [ping] = await daemon.until(3);
+    assert.equal((ping.error as { code: number }).code, -32601);
+  } finally {
+    assert.equal((await finish(daemon)).code, 0);
+    await double.close();
+  }
+});
