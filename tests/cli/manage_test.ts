@@ -265,14 +265,14 @@ Deno.test("rune ai ps shows the loaded models as a table, or says none is loaded
     assert.equal(none.stderr, `No model is loaded in Ollama at ${double.host} right now.\n`);
     await (await fetch(`${double.url}/api/generate`, {
       method: "POST",
-      body: JSON.stringify({ model: "llama3.2", prompt: "x", stream: false, keep_alive: "1h" }),
+      body: JSON.stringify({ model: "llama3.2", prompt: "x", stream: false, keep_alive: "3h" }),
     })).body?.cancel();
     const run = await rune(["ai", "ps"], double.host);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(
       run.stdout,
       "NAME             SIZE    PROCESSOR  CONTEXT  UNTIL\n" +
-        "llama3.2:latest  2.0 GB  100% GPU   4096     in 1 hour\n",
+        "llama3.2:latest  2.0 GB  100% GPU   4096     in 3 hours\n",
     );
     const json = await rune(["ai", "ps", "--json"], double.host);
     const { models } = JSON.parse(json.stdout);

@@ -319,7 +319,8 @@ Deno.test("aborting a pull closes the upstream stream", async () => {
 Deno.test("Ollama silent in the middle of a pull trips the pull's idle limit, and the message says pulling", async () => {
   await withDouble(async (double) => {
     double.failNext({ kind: "stall", afterTokens: 2 });
-    const ollama = createOllamaProvider({ baseUrl: double.url, pullIdleMs: 200 });
+    // Long enough that the two lines, written back to back, never take it on a busy machine.
+    const ollama = createOllamaProvider({ baseUrl: double.url, pullIdleMs: 1_000 });
     const { steps, error } = await pullAll(ollama.modelManagement!.pull("smollm2:135m"));
     assert.equal(steps.length, 2);
     assert.ok(error instanceof ProviderTimeoutError);
@@ -327,7 +328,7 @@ Deno.test("Ollama silent in the middle of a pull trips the pull's idle limit, an
     assert.match(
       error.message,
       new RegExp(
-        `^Ollama at ${double.host} sent nothing for 0\\.2s while pulling "smollm2:135m" \\(at "pulling [0-9a-f]{12}"\\): it may be stuck; check the Ollama server log and pull again \\(the download resumes where it stopped\\)\\.$`,
+        `^Ollama at ${double.host} sent nothing for 1s while pulling "smollm2:135m" \\(at "pulling [0-9a-f]{12}"\\): it may be stuck; check the Ollama server log and pull again \\(the download resumes where it stopped\\)\\.$`,
       ),
     );
     await double.waitForOpenStreams(0);
