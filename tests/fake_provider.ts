@@ -2,7 +2,8 @@
  * An in-process fake `Provider` for testing the MCP layer apart from any
  * wire format: it streams scripted chunks, records every call with its
  * signal, can fail on demand, and counts how many chunks a consumer pulled
- * (to observe backpressure).
+ * (to observe backpressure). With `management`, it also manages models
+ * (`modelManagement`): scripted pull progress, a list of loaded models, deletes.
  *
  * @module
  */
@@ -16,16 +17,30 @@ import type {
   EmbedResult,
   FinalResult,
   GenerateRequest,
+  ModelCard,
   ModelDetails,
   ModelInfo,
+  ModelManagement,
   Provider,
+  PullProgress,
+  RunningModel,
   ToolCall,
 } from "../src/providers/types.ts";
+import { ModelNotFoundError } from "../src/providers/errors.ts";
 
 /** A recorded call. */
 export interface FakeCall {
   /** Which method. */
-  method: "generate" | "chat" | "embed" | "listModels" | "showModel";
+  method:
+    | "generate"
+    | "chat"
+    | "embed"
+    | "listModels"
+    | "showModel"
+    | "pull"
+    | "delete"
+    | "running"
+    | "inspect";
   /** The request as the provider received it. */
   request: unknown;
   /** The call's signal. */
@@ -51,6 +66,11 @@ export interface FakeProviderOptions {
   embeddings?: boolean;
   /** A log of `start:<id>` and `end:<id>` to share between fakes (to observe concurrency). */
   events?: string[];
+  /**
+   * Whether it manages models (has `modelManagement`: pull, delete, running, inspect).
+   * @default false
+   */
+  management?: boolean;
 }
 
 /** The fake and its controls. */
@@ -77,7 +97,32 @@ export interface FakeProvider extends Provider {
   events: string[];
   /** Resolves when a completion has handed out `n` chunks in total. */
   waitForPulled(n: number): Promise<void>;
+  /**
+   * Steps the next pull yields (then it ends). Default: {@linkcode DEFAULT_PULL_STEPS}.
+   * With {@linkcode FakeProvider.endlessPull}, the pull keeps going after them.
+   */
+  pullScript?: PullProgress[];
+  /** The pull never ends on its own: a step every turn of the event loop until aborted. */
+  endlessPull?: boolean;
+  /** The next pull fails with this error after its scripted steps (once). */
+  pullError?: Error;
+  /** Models it reports as loaded. */
+  loaded: RunningModel[];
+  /** Models it has installed (delete removes them; deleting another fails). */
+  installed: Set<string>;
+  /** Resolves once a pull is running (its first step handed out). */
+  waitForPull(): Promise<void>;
+  /** Resolves when the pull running (or the next one) has ended, however it ended. */
+  waitForPullEnd(): Promise<void>;
 }
+
+/** What a pull yields when no script is set: a manifest, one layer, success. */
+export const DEFAULT_PULL_STEPS: readonly PullProgress[] = [
+  { status: "pulling manifest", completed: 0, total: 0, done: false },
+  { status: "pulling 0123456789ab", completed: 500, total: 1000, done: false },
+  { status: "pulling 0123456789ab", completed: 1000, total: 1000, done: false },
+  { status: "success", completed: 1000, total: 1000, done: true },
+];
 
 /** What an endless stream sends per chunk: 600 characters. */
 export const ENDLESS_CHUNK = " token".repeat(100);
@@ -158,6 +203,86 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
     yield { type: "done", result };
   }
 
+  const pullWaiters = new Set<() => void>();
+  let pulling = false;
+  const pullEndWaiters = new Set<() => void>();
+
+  async function* pull(model: string, call: CallOptions = {}): AsyncGenerator<PullProgress> {
+    fake.calls.push({ method: "pull", request: model, signal: call.signal });
+    takeFailure();
+    const steps = fake.pullScript ?? DEFAULT_PULL_STEPS;
+    fake.pullScript = undefined;
+    try {
+      for (const step of steps) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        call.signal?.throwIfAborted();
+        if (!pulling) {
+          pulling = true;
+          for (const wake of pullWaiters) wake();
+          pullWaiters.clear();
+        }
+        if (step.done) fake.installed.add(model);
+        yield step;
+      }
+      let completed = steps.at(-1)?.completed ?? 0;
+      while (fake.endlessPull) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        call.signal?.throwIfAborted();
+        completed++;
+        yield { status: "pulling forever", completed, total: completed * 2, done: false };
+      }
+      const error = fake.pullError;
+      if (error) {
+        fake.pullError = undefined;
+        throw error;
+      }
+    } finally {
+      pulling = false;
+      for (const wake of pullEndWaiters) wake();
+      pullEndWaiters.clear();
+    }
+  }
+
+  const models: ModelManagement = {
+    pull,
+    delete(model, call = {}) {
+      fake.calls.push({ method: "delete", request: model, signal: call.signal });
+      if (!fake.installed.delete(model)) {
+        return Promise.reject(
+          new ModelNotFoundError(model, `Model "${model}" is not installed on ${fake.label}.`),
+        );
+      }
+      return Promise.resolve();
+    },
+    running(call = {}) {
+      fake.calls.push({ method: "running", request: undefined, signal: call.signal });
+      return Promise.resolve(fake.loaded);
+    },
+    inspect(model, call = {}) {
+      fake.calls.push({ method: "inspect", request: model, signal: call.signal });
+      if (!fake.installed.has(model)) {
+        return Promise.reject(
+          new ModelNotFoundError(model, `Model "${model}" is not installed on ${fake.label}.`),
+        );
+      }
+      const card: ModelCard = {
+        name: model,
+        family: "llama",
+        parameterSize: "3.2B",
+        quantization: "Q4_K_M",
+        contextLength: 131072,
+        capabilities: { ...ALL, vision: false, embeddings: false, thinking: false },
+        capabilitiesKnown: true,
+        extra: {},
+        parameters: { stop: ["<|eot_id|>"], temperature: 0.6 },
+        template: "{{ .Prompt }}",
+        license:
+          "\nLLAMA 3.2 COMMUNITY LICENSE AGREEMENT\nLlama 3.2 Version Release Date: September 25, 2024\n\nMore terms.",
+      };
+      return Promise.resolve(card);
+    },
+  };
+
   const fake: FakeProvider = {
     id: options.id ?? "fake",
     type: "fake",
@@ -212,6 +337,16 @@ export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvi
       });
     },
     ping: () => Promise.resolve("fake 1.0"),
+    ...(options.management && { modelManagement: models }),
+    loaded: [],
+    installed: new Set(["m1"]),
+    waitForPull() {
+      if (pulling) return Promise.resolve();
+      return new Promise((resolve) => pullWaiters.add(resolve));
+    },
+    waitForPullEnd() {
+      return new Promise((resolve) => pullEndWaiters.add(resolve));
+    },
     waitForPulled(n) {
       if (fake.pulled >= n) return Promise.resolve();
       return new Promise((resolve) => waiters.add({ n, resolve }));

@@ -8,7 +8,10 @@
  * Error texts and status codes follow `server/routes.go` and `server/images.go`.
  *
  * Replies are deterministic: the model answers `"Echo: " + prompt`, split into
- * word tokens that keep their leading space. Tests can inject faults (error
+ * word tokens that keep their leading space. `/api/pull` downloads from a
+ * pretend library ({@linkcode LIBRARY_MODELS} plus the installed models)
+ * with Ollama's progress lines, repeats and backward steps included (see
+ * {@linkcode pullLines}); `DELETE /api/delete` removes an installed model. Tests can inject faults (error
  * statuses, errors mid-stream, dropped connections, hangs, trickling bytes,
  * non-JSON bodies) with {@linkcode OllamaDouble.failNext}.
  *
@@ -87,6 +90,8 @@ export type Fault =
   | { kind: "hang-after-headers" }
   /** The normal reply, one byte every `intervalMs`. */
   | { kind: "trickle"; intervalMs: number }
+  /** 200 NDJSON with `afterTokens` chunks (pull: progress lines), then silence until the client cancels. */
+  | { kind: "stall"; afterTokens: number }
   /** The normal reply, but its headers only after `ms`: Ollama loading a model first. */
   | { kind: "slow-load"; ms: number }
   /** A non-JSON body, e.g. a proxy's HTML error page; `status` defaults to 502. */
@@ -96,6 +101,11 @@ export type Fault =
 export interface OllamaDoubleOptions {
   /** Models to serve; defaults to {@linkcode DEFAULT_MODELS}. */
   models?: DoubleModel[];
+  /**
+   * Models `/api/pull` can download besides the installed ones.
+   * @default LIBRARY_MODELS
+   */
+  library?: DoubleModel[];
   /** Delay between streamed tokens in milliseconds; default 0 (as fast as backpressure allows). */
   tokenDelayMs?: number;
   /** Version reported by `/api/version`; default {@linkcode DEFAULT_VERSION}. */
@@ -130,7 +140,9 @@ export interface OllamaDouble {
   readonly streamsStarted: number;
   /** Delay between streamed tokens in milliseconds; may be changed at runtime. */
   tokenDelayMs: number;
-  /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags requests. */
+  /** Names of the installed models (as `/api/tags` lists them), in order. */
+  readonly installed: string[];
+  /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags/pull requests. */
   failNext(fault: Fault, times?: number): void;
   /** Answers the next `times` (default 1) generate/chat requests with `script` instead of the echo. */
   scriptNext(script: Script, times?: number): void;
@@ -164,6 +176,18 @@ export const OLLAMA_ERRORS = {
   noVisionData:
     "Failed to create new sequence: this model is missing data required for image input",
 } as const;
+
+/** Models the double's pretend library offers to `/api/pull`, beyond the installed ones. */
+export const LIBRARY_MODELS: readonly DoubleModel[] = [
+  {
+    name: "smollm2:135m",
+    family: "llama",
+    parameterSize: "134.52M",
+    quantization: "F16",
+    capabilities: ["completion", "tools"],
+    size: 270898672,
+  },
+];
 
 /** Dimensions of the deterministic embedding vectors. */
 export const EMBEDDING_DIMENSIONS = 384;
@@ -216,6 +240,7 @@ interface StreamHandle {
 
 interface State {
   models: DoubleModel[];
+  library: DoubleModel[];
   version: string;
   tokenDelayMs: number;
   requests: RecordedRequest[];
@@ -244,7 +269,7 @@ interface StreamStep {
 
 const JSON_TYPE = "application/json; charset=utf-8";
 const NDJSON_TYPE = "application/x-ndjson";
-const FAULTABLE = new Set(["/api/generate", "/api/chat", "/api/embed", "/api/tags"]);
+const FAULTABLE = new Set(["/api/generate", "/api/chat", "/api/embed", "/api/tags", "/api/pull"]);
 const encoder = new TextEncoder();
 
 // ---------------------------------------------------------------------------
@@ -473,10 +498,15 @@ function parametersFor(model: DoubleModel): string | undefined {
     : has(model, "completion")
     ? ["[INST]", "[/INST]"]
     : [];
-  // Go: fmt.Sprintf("%-*s %#v", 30, key, value)
-  return stops.length
-    ? stops.map((s) => `${"stop".padEnd(30)} ${goQuote(s)}`).join("\n")
-    : undefined;
+  // Go: fmt.Sprintf("%-*s %#v", 30, key, value), one line per list element.
+  const lines = stops.map((s) => `${"stop".padEnd(30)} ${goQuote(s)}`);
+  // Thinking models ship sampling defaults (qwen3's Modelfile).
+  if (has(model, "thinking")) {
+    for (const [key, value] of [["temperature", 0.6], ["top_k", 20], ["top_p", 0.95]] as const) {
+      lines.push(`${key.padEnd(30)} ${value}`);
+    }
+  }
+  return lines.length ? lines.join("\n") : undefined;
 }
 
 function modelInfo(model: DoubleModel): Json {
@@ -704,7 +734,12 @@ const FIELD_TYPES: Record<string, Record<string, "string" | "bool" | "array">> =
   ChatRequest: { model: "string", messages: "array", stream: "bool", tools: "array" },
   EmbedRequest: { model: "string" },
   ShowRequest: { model: "string", name: "string", system: "string" },
+  PullRequest: { model: "string", name: "string", stream: "bool", insecure: "bool" },
+  DeleteRequest: { model: "string", name: "string" },
 };
+
+/** Structs without `keep_alive` and `think`. */
+const PLAIN_STRUCTS = new Set(["ShowRequest", "PullRequest", "DeleteRequest"]);
 
 const GO_TYPES = { string: "string", bool: "bool", array: "[]" } as const;
 
@@ -746,7 +781,7 @@ function parseBody(raw: string, struct: string): Parsed {
   }
   // api.Duration.UnmarshalJSON (api/types.go): seconds, or a Go duration string.
   const keepAlive = body.keep_alive;
-  if (struct !== "ShowRequest" && keepAlive !== undefined && keepAlive !== null) {
+  if (!PLAIN_STRUCTS.has(struct) && keepAlive !== undefined && keepAlive !== null) {
     if (typeof keepAlive === "string") {
       const problem = goDurationError(keepAlive);
       if (problem) return { ok: false, error: problem };
@@ -759,7 +794,7 @@ function parseBody(raw: string, struct: string): Parsed {
       return { ok: false, error: `Unsupported type: '${goType}'` };
     }
   }
-  const think = body.think;
+  const think = PLAIN_STRUCTS.has(struct) ? undefined : body.think;
   if (typeof think === "string" && !["high", "medium", "low"].includes(think)) {
     return {
       ok: false,
@@ -1476,6 +1511,147 @@ function handleShow(state: State, raw: string): Response {
 }
 
 // ---------------------------------------------------------------------------
+// Pull and delete
+
+/** One blob of a model in the pretend library. */
+export interface DoubleLayer {
+  /** `sha256:` and 64 hex digits. */
+  digest: string;
+  /** Bytes. */
+  size: number;
+}
+
+/** Sizes of the small blobs every pretend model has: template, license, params, config. */
+const SMALL_BLOBS = [["template", 1429], ["license", 7711], ["params", 96], [
+  "config",
+  561,
+]] as const;
+
+/**
+ * The blobs of `model`: the weights, then the template, license, params and
+ * config, summing to its `/api/tags` size (as a manifest's layers do).
+ */
+export function pullLayers(model: DoubleModel): DoubleLayer[] {
+  const size = modelSize(model);
+  const small = SMALL_BLOBS.reduce((sum, [, bytes]) => sum + bytes, 0);
+  return [
+    { digest: `sha256:${hexDigest(`weights:${model.name}`)}`, size: Math.max(size - small, 1) },
+    ...SMALL_BLOBS.map(([kind, bytes]) => ({
+      digest: `sha256:${hexDigest(`${kind}:${model.name}`)}`,
+      size: bytes,
+    })),
+  ];
+}
+
+/** Fractions of the weights reported by successive 60 ms ticks: a repeat, a restarted part, and no final tick at 100%. */
+const WEIGHT_TICKS = [0, 0.25, 0.25, 0.5, 0.4, 0.75, 0.9];
+
+/**
+ * The progress lines Ollama writes pulling `model` (`server/images.go`
+ * `PullModel`, `server/download.go`), without the final `success`:
+ * `pulling manifest`; for a model not yet installed, the weights blob
+ * ticking at {@linkcode WEIGHT_TICKS} (`completed` left out while 0, as Go's
+ * `omitempty` does; a tick repeats, one goes backwards as a failed part
+ * gives its bytes back, and the last is below the size, because the ticker
+ * stops when the download ends), then the template, params and config, each
+ * finished before a tick (one line at its size) except the license, which
+ * finished before the first tick and gets no line at all; for an installed
+ * model, every blob is a cache hit (one line at its size); then
+ * `verifying sha256 digest` and `writing manifest`.
+ */
+export function pullLines(model: DoubleModel, installed: boolean): Json[] {
+  const lines: Json[] = [{ status: "pulling manifest" }];
+  const progress = (layer: DoubleLayer, completed: number): Json => ({
+    status: `pulling ${layer.digest.slice(7, 19)}`,
+    digest: layer.digest,
+    total: layer.size,
+    ...(completed > 0 && { completed }),
+  });
+  const [weights, template, license, params, config] = pullLayers(model);
+  if (installed) {
+    for (const layer of [weights, template, license, params, config]) {
+      lines.push(progress(layer, layer.size));
+    }
+  } else {
+    for (const fraction of WEIGHT_TICKS) {
+      lines.push(progress(weights, Math.floor(weights.size * fraction)));
+    }
+    void license;
+    for (const layer of [template, params, config]) lines.push(progress(layer, layer.size));
+  }
+  lines.push({ status: "verifying sha256 digest" }, { status: "writing manifest" });
+  return lines;
+}
+
+/** `model.ParseName(...).IsValid()`, roughly: `[host/][namespace/]model[:tag]`. */
+function validName(name: string): boolean {
+  const part = "[A-Za-z0-9_][A-Za-z0-9_.-]*";
+  return new RegExp(`^(${part}/){0,2}${part}(:${part})?$`).test(name);
+}
+
+function findInLibrary(state: State, name: string): DoubleModel | undefined {
+  const wanted = canonicalName(name);
+  return findModel(state, name) ?? state.library.find((m) => canonicalName(m.name) === wanted);
+}
+
+function handlePull(state: State, ctx: Ctx, raw: string, after?: number, ending?: StreamStep) {
+  const parsed = parseBody(raw, "PullRequest");
+  if (!parsed.ok) return errorResponse(400, parsed.error);
+  const req = parsed.body;
+  const name = typeof req.model === "string" && req.model !== ""
+    ? req.model
+    : typeof req.name === "string"
+    ? req.name
+    : "";
+  if (!validName(name)) return errorResponse(400, "invalid model name");
+  const model = findInLibrary(state, name);
+  const installed = model !== undefined && state.models.includes(model);
+  // An unknown model: the registry answers 404 to the manifest request (os.ErrNotExist).
+  const failure = "pull model manifest: file does not exist";
+  const lines = model ? pullLines(model, installed) : [{ status: "pulling manifest" }];
+  const finish = () => {
+    if (model && !state.models.includes(model)) state.models.push(model);
+  };
+  if (req.stream === false && after === undefined) {
+    if (!model) return errorResponse(500, failure);
+    finish();
+    return jsonResponse(200, { status: "success" });
+  }
+  let i = 0;
+  const count = after === undefined ? lines.length : Math.min(after, lines.length);
+  return streamResponse(managedStream(state, ctx, () => {
+    const delayMs = i > 0 ? state.tokenDelayMs : 0;
+    if (i < count) {
+      const value = lines[i++];
+      return { delayMs, bytes: () => line(value) };
+    }
+    i++;
+    if (ending) return { ...ending, delayMs };
+    if (!model) return { delayMs, bytes: () => line({ error: failure }), end: "close" };
+    finish();
+    return { delayMs, bytes: () => line({ status: "success" }), end: "close" };
+  }));
+}
+
+function handleDelete(state: State, raw: string): Response {
+  const parsed = parseBody(raw, "DeleteRequest");
+  if (!parsed.ok) return errorResponse(400, parsed.error);
+  const req = parsed.body;
+  const name = typeof req.model === "string" && req.model !== ""
+    ? req.model
+    : typeof req.name === "string"
+    ? req.name
+    : "";
+  if (!validName(name)) return errorResponse(400, `name ${goQuote(name)} is invalid`);
+  const model = findModel(state, name);
+  if (!model) return errorResponse(404, `model '${name}' not found`);
+  state.models.splice(state.models.indexOf(model), 1);
+  state.loaded.delete(shortName(model));
+  // DeleteHandler writes nothing on success: 200 with an empty body.
+  return new Response(null, { status: 200 });
+}
+
+// ---------------------------------------------------------------------------
 // Faults
 
 function takeFault(state: State): Fault | undefined {
@@ -1570,13 +1746,24 @@ async function faultResponse(
         status: fault.status ?? 502,
         headers: { "content-type": fault.contentType ?? "text/html; charset=utf-8" },
       });
-    case "error-in-stream":
-      return tokenStream(state, ctx, path, raw, fault.afterTokens, {
+    case "error-in-stream": {
+      const ending: StreamStep = {
         bytes: () => encoder.encode(`${goJson({ error: fault.error })}\n`),
         end: "close",
-      });
+      };
+      if (path === "/api/pull") return handlePull(state, ctx, raw, fault.afterTokens, ending);
+      return tokenStream(state, ctx, path, raw, fault.afterTokens, ending);
+    }
     case "drop":
+      if (path === "/api/pull") {
+        return handlePull(state, ctx, raw, fault.afterTokens, { end: "error" });
+      }
       return tokenStream(state, ctx, path, raw, fault.afterTokens, { end: "error" });
+    case "stall":
+      if (path === "/api/pull") {
+        return handlePull(state, ctx, raw, fault.afterTokens, { end: "hang" });
+      }
+      return tokenStream(state, ctx, path, raw, fault.afterTokens, { end: "hang" });
     case "hang-after-headers":
       return streamResponse(managedStream(state, ctx, () => ({ end: "hang" })));
     case "slow-load":
@@ -1602,6 +1789,8 @@ const ROUTES: Record<string, string[]> = {
   "/api/generate": ["POST"],
   "/api/chat": ["POST"],
   "/api/embed": ["POST"],
+  "/api/pull": ["POST"],
+  "/api/delete": ["DELETE"],
 };
 
 async function route(
@@ -1633,6 +1822,10 @@ async function route(
       return await handleChat(state, ctx, raw);
     case "/api/embed":
       return handleEmbed(state, ctx, raw);
+    case "/api/pull":
+      return handlePull(state, ctx, raw);
+    case "/api/delete":
+      return handleDelete(state, raw);
     default:
       return textResponse(404, "404 page not found");
   }
@@ -1695,6 +1888,7 @@ function waitFor(
 export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Promise<OllamaDouble> {
   const state: State = {
     models: [...(options.models ?? DEFAULT_MODELS)],
+    library: [...(options.library ?? LIBRARY_MODELS)],
     version: options.version ?? DEFAULT_VERSION,
     tokenDelayMs: options.tokenDelayMs ?? 0,
     requests: [],
@@ -1728,6 +1922,9 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     port: addr.port,
     get requests() {
       return state.requests;
+    },
+    get installed() {
+      return state.models.map(shortName);
     },
     get openStreams() {
       return state.openStreams;

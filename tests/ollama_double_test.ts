@@ -660,3 +660,59 @@ Deno.test("double injects Ollama's 503 busy and 429 rate-limit replies verbatim"
     assert.equal(await limited.text(), '{"error":"rate limit exceeded"}');
   });
 });
+
+Deno.test("double streams /api/pull as Ollama writes it: Go's field order, no completed while 0, success last", async () => {
+  await withDouble(async (d) => {
+    const res = await post(d, "/api/pull", { model: "smollm2:135m" });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "application/x-ndjson");
+    const text = await res.text();
+    const raw = text.trimEnd().split("\n");
+    assert.equal(raw[0], '{"status":"pulling manifest"}');
+    assert.match(
+      raw[1],
+      /^\{"status":"pulling ([0-9a-f]{12})","digest":"sha256:\1[0-9a-f]{52}","total":\d+\}$/,
+    );
+    assert.match(
+      raw[2],
+      /^\{"status":"pulling [0-9a-f]{12}","digest":"sha256:[0-9a-f]{64}","total":\d+,"completed":\d+\}$/,
+    );
+    assert.deepEqual(raw.slice(-3), [
+      '{"status":"verifying sha256 digest"}',
+      '{"status":"writing manifest"}',
+      '{"status":"success"}',
+    ]);
+    assert.ok(d.installed.includes("smollm2:135m"));
+  });
+});
+
+Deno.test("double answers a pull of an unknown model with the manifest error after 'pulling manifest'", async () => {
+  await withDouble(async (d) => {
+    const res = await post(d, "/api/pull", { model: "nosuch" });
+    assert.equal(res.status, 200);
+    assert.equal(
+      await res.text(),
+      '{"status":"pulling manifest"}\n{"error":"pull model manifest: file does not exist"}\n',
+    );
+    const bad = await post(d, "/api/pull", { model: "no spaces!" });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(await bad.json(), { error: "invalid model name" });
+  });
+});
+
+Deno.test("double deletes with DELETE /api/delete: 200 and no body, then 404 in Ollama's words", async () => {
+  await withDouble(async (d) => {
+    const del = (model: string) =>
+      fetch(`${d.url}/api/delete`, { method: "DELETE", body: JSON.stringify({ model }) });
+    const ok = await del("llava");
+    assert.equal(ok.status, 200);
+    assert.equal(await ok.text(), "");
+    assert.ok(!d.installed.includes("llava:latest"));
+    const again = await del("llava");
+    assert.equal(again.status, 404);
+    assert.deepEqual(await again.json(), { error: "model 'llava' not found" });
+    const wrongMethod = await post(d, "/api/delete", { model: "qwen3" });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(await wrongMethod.text(), "405 method not allowed");
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * `rune ai list|show|generate|chat|embed|providers`: every configured
+ * `rune ai list|show|generate|chat|embed|providers|pull|ps|rm`: every configured
  * provider from a terminal or a script. Models are named
  * `provider/model` (a bare name means Ollama). Text streams to stdout as
  * tokens arrive; `--json` prints one JSON document (per turn, for chat) for
@@ -38,6 +38,9 @@ Commands:
   embed TEXT... --model M    print one embedding vector per TEXT
   compare PROMPT -m A -m B   one prompt to 2 to 8 models at once, side by side,
                              with timings ("rune ai compare --help")
+  pull MODEL                 download an Ollama model, with a progress bar on a terminal
+  ps                         the Ollama models loaded in memory, with VRAM and expiry
+  rm MODEL...                delete Ollama models (asks first; --yes to skip)
 
 Models are named "provider/model" (e.g. anthropic/claude-sonnet-4-6, openai/gpt-4.1);
 a bare name means Ollama (e.g. llama3.2).
@@ -52,6 +55,7 @@ Options:
       --temperature N   sampling temperature
       --max-tokens N    stop after N tokens
       --seed N          seed for reproducible output
+  -y, --yes             delete without asking (rm)
       --json            machine-readable output
 ${PROVIDER_FLAGS_HELP}`;
 
@@ -67,6 +71,7 @@ const aiFlags = {
   "max-tokens": { type: "string" },
   seed: { type: "string" },
   json: { type: "boolean" },
+  yes: { type: "boolean", short: "y" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -122,6 +127,12 @@ export async function runAi(args: string[], io: Io): Promise<number> {
         return await chat(cmd);
       case "embed":
         return await embed(cmd);
+      case "pull":
+        return await (await import("./manage.ts")).pullCommand(cmd);
+      case "ps":
+        return await (await import("./manage.ts")).psCommand(cmd);
+      case "rm":
+        return await (await import("./manage.ts")).rmCommand(cmd);
       default:
         throw new UsageError(`Unknown command "rune ai ${command}": see "rune ai --help".`);
     }

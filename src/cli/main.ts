@@ -23,6 +23,9 @@ Usage:
   rune ai chat --model M                      chat (interactive on a terminal)
   rune ai embed TEXT --model M                print an embedding
   rune ai compare PROMPT -m A -m B [...]      compare models side by side, with timings
+  rune ai pull MODEL                          download an Ollama model (progress bar)
+  rune ai ps                                  Ollama models loaded in memory
+  rune ai rm MODEL                            delete an Ollama model
   rune --version | --help
 
 Environment: OLLAMA_HOST (Ollama address), RUNE_MODEL (default model),

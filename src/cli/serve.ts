@@ -67,6 +67,9 @@ Limits and timeouts:
 Tools:
   --tools SET               per-provider (ai_<id>_*), router (ai_generate & co. with
                             "provider/model" names) or all (default; or "tools" in the config)
+  --allow-model-management  also offer ai_ollama_pull and ai_ollama_delete, which download
+                            and delete Ollama models (default off; or
+                            "allow_model_management": true in the config)
 ${PROVIDER_FLAGS_HELP}`;
 
 const serveFlags = {
@@ -91,6 +94,7 @@ const serveFlags = {
   "shutdown-grace": { type: "string" },
   "log-level": { type: "string" },
   tools: { type: "string" },
+  "allow-model-management": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -216,11 +220,13 @@ interface Listener {
 /** Starts the network listener from the parsed flags. */
 async function listen(
   values: Record<string, unknown>,
-  { providers, toolSet, tasks, log, stdioSessions }: {
+  { providers, toolSet, tasks, log, stdioSessions, allowModelManagement }: {
     providers: Provider[];
     toolSet: ToolSet;
     tasks: TaskStore;
     log: Logger;
+    /** Register the pull and delete tools. */
+    allowModelManagement: boolean;
     /** Number of stdio sessions, for `/healthz`. */
     stdioSessions: () => number;
   },
@@ -237,7 +243,7 @@ async function listen(
   const { factory } = pooledFactory(async (ctx) => {
     // Loaded with the first session: an idle daemon stays small.
     const { createMcpServer, ownerOf } = await import("../mcp/server.ts");
-    return createMcpServer({ providers, tools: toolSet, log, tasks }, {
+    return createMcpServer({ providers, tools: toolSet, log, tasks, allowModelManagement }, {
       era: ctx.era,
       owner: ownerOf(ctx),
     });
@@ -299,18 +305,27 @@ async function listen(
 
 /** Loads the MCP server and the stdio transport, then serves stdio until it ends. */
 async function serveStdioSession(
-  deps: { providers: Provider[]; toolSet: ToolSet; tasks: TaskStore; log: Logger },
+  deps: {
+    providers: Provider[];
+    toolSet: ToolSet;
+    tasks: TaskStore;
+    log: Logger;
+    allowModelManagement: boolean;
+  },
   options: import("../transports/stdio.ts").StdioOptions,
 ): Promise<void> {
-  const { providers, toolSet, tasks, log } = deps;
+  const { providers, toolSet, tasks, log, allowModelManagement } = deps;
   const [{ createServerFactory }, { serveStdio }] = await Promise.all([
     import("../mcp/server.ts"),
     import("../transports/stdio.ts"),
   ]);
-  await serveStdio(createServerFactory({ providers, tools: toolSet, log, tasks }), {
-    ...options,
-    onError: (error) => log("debug", `stdio: ${error.message}`),
-  });
+  await serveStdio(
+    createServerFactory({ providers, tools: toolSet, log, tasks, allowModelManagement }),
+    {
+      ...options,
+      onError: (error) => log("debug", `stdio: ${error.message}`),
+    },
+  );
 }
 
 /** Runs `rune serve`; resolves to the exit code once the daemon stopped. */
@@ -330,6 +345,11 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   const log = createLogger({ level });
   const { providers, config } = loadProviders(values);
   const toolSet = toolSetFlag(values.tools) ?? config.tools ?? "all";
+  const allowModelManagement = Boolean(values["allow-model-management"]) ||
+    config.allow_model_management === true;
+  if (allowModelManagement) {
+    log("info", "model management is on: clients may pull and delete Ollama models");
+  }
   // Long calls run as tasks for clients that support them; results are kept for their TTL.
   const tasks = createMemoryTaskStore();
   const useStdio = Boolean(values.stdio);
@@ -351,10 +371,11 @@ export async function runServe(args: string[], io: Io): Promise<number> {
         tasks,
         log,
         stdioSessions: () => stdioTransport ? 1 : 0,
+        allowModelManagement,
       })
       : undefined;
     const stdioDone = useStdio
-      ? serveStdioSession({ providers, toolSet, tasks, log }, {
+      ? serveStdioSession({ providers, toolSet, tasks, log, allowModelManagement }, {
         signal: stopStdio.signal,
         maxMessageSize: intFlag(
           values["max-message-bytes"],

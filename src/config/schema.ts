@@ -78,6 +78,9 @@ export const configSchema = z.object({
   tools: z.enum(["per-provider", "router", "all"]).optional().describe(
     "Which MCP tools to register (the --tools flag wins).",
   ),
+  allow_model_management: z.boolean().optional().describe(
+    "Also register the tools that pull and delete Ollama models (as --allow-model-management).",
+  ),
 }).strict();
 
 /** A provider entry's `auth` block. */

@@ -1,7 +1,9 @@
 /**
  * Builds one MCP server instance exposing each provider's models as tools:
  * `ai_<id>_list_models`, `ai_<id>_generate`, `ai_<id>_chat` and
- * `ai_<id>_embed`.
+ * `ai_<id>_embed`; for providers that manage models (Ollama) also
+ * `ai_<id>_show` and `ai_<id>_ps`, and with `allowModelManagement`
+ * `ai_<id>_pull` and `ai_<id>_delete` (`tools/manage_tools.ts`).
  *
  * Tools are registered with the SDK's `McpServer` (v2), which owns listing,
  * input validation and output validation in both protocol eras: invalid
@@ -33,6 +35,7 @@ import { VERSION } from "../version.ts";
 import { installTasks, taskCapabilities } from "./tasks/install.ts";
 import type { TaskStore } from "./tasks/store.ts";
 import { registerCompareTool } from "./tools/compare_tools.ts";
+import { registerManageTools } from "./tools/manage_tools.ts";
 import { registerProviderTools } from "./tools/provider_tools.ts";
 import type { Register, ToolConfig } from "./tools/register.ts";
 import { registerRouterTools } from "./tools/router_tools.ts";
@@ -56,6 +59,12 @@ export interface McpServerDeps {
   log?: Logger;
   /** Where long calls run as tasks live; without one, no tasks are offered. */
   tasks?: TaskStore;
+  /**
+   * Register the tools that change the installed models (`ai_<id>_pull`,
+   * `ai_<id>_delete`), for providers that manage models (`--allow-model-management`).
+   * @default false
+   */
+  allowModelManagement?: boolean;
 }
 
 /** What one server instance serves. */
@@ -189,6 +198,10 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
   }
   if (toolSet !== "per-provider") registerRouterTools(deps.providers, register);
   registerCompareTool(deps.providers, register);
+  // Every tool set: the router has no equivalent of these.
+  for (const provider of deps.providers) {
+    registerManageTools(provider, register, { allowManagement: deps.allowModelManagement });
+  }
   if (deps.tasks) {
     installTasks(server, {
       store: deps.tasks,

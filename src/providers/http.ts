@@ -60,7 +60,7 @@ export interface HttpUpstream extends Upstream {
 /** One request to an {@linkcode HttpUpstream}. */
 export interface HttpRequest extends CallOptions {
   /** HTTP method. */
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "DELETE";
   /** API path, e.g. `/api/tags`. */
   path: string;
   /** JSON body, if any. */

@@ -242,6 +242,75 @@ export interface ModelDetails extends ModelInfo {
   extra: Record<string, unknown>;
 }
 
+/**
+ * One step of a model download, summed over the download's parts: the
+ * backend's status text and the bytes so far. `completed` never decreases
+ * across the steps of one pull; `total` grows as the backend announces
+ * more parts (it does not know them all up front).
+ */
+export interface PullProgress {
+  /** What the backend is doing, in its words, e.g. `pulling manifest` or `success`. */
+  status: string;
+  /** Bytes downloaded (or found already present) so far, summed over the parts announced. */
+  completed: number;
+  /** Bytes of all the parts announced so far; 0 before the first part. */
+  total: number;
+  /** True on the last step of a pull that succeeded; `completed` then equals `total`. */
+  done: boolean;
+}
+
+/** A model loaded in memory right now. */
+export interface RunningModel {
+  /** Full name, e.g. `llama3.2:latest`. */
+  name: string;
+  /** Bytes it takes in memory (RAM and VRAM). */
+  size?: number;
+  /** Bytes of it held in GPU memory. */
+  sizeVram?: number;
+  /** When the backend will unload it (ISO 8601). */
+  expiresAt?: string;
+  /** Context window it was loaded with, in tokens. */
+  contextLength?: number;
+  /** Model family, e.g. `llama`. */
+  family?: string;
+  /** Parameter count as text, e.g. `3.2B`. */
+  parameterSize?: string;
+  /** Quantization, e.g. `Q4_K_M`. */
+  quantization?: string;
+}
+
+/** A value of a model's default parameters: text, a number, a flag, or a list (stop sequences). */
+export type ParameterValue = string | number | boolean | string[];
+
+/** Everything a backend says about one installed model (its "model card"). */
+export interface ModelCard extends ModelDetails {
+  /** The defaults the model ships with (`temperature`, `stop`, ...), by name. */
+  parameters: Record<string, ParameterValue>;
+  /** The prompt template, in the backend's template language. */
+  template?: string;
+  /** The license text. */
+  license?: string;
+}
+
+/**
+ * Managing the models a backend holds locally: download, inspect, list
+ * what is loaded, delete. Only backends that store models themselves
+ * (Ollama) have it, as the optional `Provider.modelManagement`.
+ */
+export interface ModelManagement {
+  /**
+   * Downloads `model` (or updates it), streaming progress; the last step
+   * has `done: true`. Aborting the signal stops the download.
+   */
+  pull(model: string, options?: CallOptions): AsyncIterable<PullProgress>;
+  /** Deletes an installed model; fails with `ModelNotFoundError` when it is not installed. */
+  delete(model: string, options?: CallOptions): Promise<void>;
+  /** The models loaded in memory right now. */
+  running(options?: CallOptions): Promise<RunningModel[]>;
+  /** Details, default parameters, template and license of an installed model. */
+  inspect(model: string, options?: CallOptions): Promise<ModelCard>;
+}
+
 /** Per-call options accepted by every provider method. */
 export interface CallOptions {
   /** Aborts the call and cancels the upstream request. */
@@ -280,6 +349,8 @@ export interface Provider {
   embed(request: EmbedRequest, options?: CallOptions): Promise<EmbedResult>;
   /** Checks the backend answers; resolves to its version text. */
   ping(options?: CallOptions): Promise<string>;
+  /** Model management, for backends that store models themselves (Ollama); absent otherwise. */
+  readonly modelManagement?: ModelManagement;
 }
 
 /** Collects a chunk stream into its final result (for non-streaming callers). */

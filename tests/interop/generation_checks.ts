@@ -22,6 +22,8 @@ export const TOOLS = [
   "ai_ollama_embed",
   "ai_ollama_generate",
   "ai_ollama_list_models",
+  "ai_ollama_ps",
+  "ai_ollama_show",
 ];
 
 /** A progress notification as the SDK clients hand it to `onprogress`. */

@@ -5,7 +5,7 @@
  * This folder is the only place that knows Ollama's wire format:
  * `wire.ts` (reply shapes), `convert.ts` (mapping), `stream.ts` (streamed
  * calls), `errors.ts` (Ollama's error texts), `keep_alive.ts` (Go
- * durations).
+ * durations), `manage.ts` and `pull.ts` (model management).
  *
  * @module
  */
@@ -45,6 +45,8 @@ import {
   toUsage,
 } from "./convert.ts";
 import { ollamaError, ollamaHttpError } from "./errors.ts";
+import { createOllamaManagement } from "./manage.ts";
+import { DEFAULT_PULL_IDLE_MS } from "./pull.ts";
 import { streamCompletion } from "./stream.ts";
 import { embedShape, psShape, showShape, tagsShape, versionShape } from "./wire.ts";
 
@@ -73,6 +75,12 @@ export interface OllamaProviderOptions {
   maxLineLength?: number;
   /** The `fetch` to use (tests). Default the global `fetch`. */
   fetch?: typeof fetch;
+  /**
+   * Longest silence from Ollama during a pull, in milliseconds (a pull has
+   * no total limit; Ollama writes nothing while it verifies a download).
+   * @default 900_000 (15 minutes)
+   */
+  pullIdleMs?: number;
 }
 
 /** What to pick instead, with models Ollama's library has. */
@@ -182,12 +190,14 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
     requireCapabilities(await showModel(model, options), needed, { model, advice: OLLAMA_ADVICE });
   }
 
+  function forget(model: string): void {
+    tags = undefined;
+    shows.delete(normalizeModelName(model));
+  }
+
   function invalidate(error: unknown): void {
     // A model that vanished (or was just pulled) must not be served from cache.
-    if (error instanceof ModelNotFoundError) {
-      tags = undefined;
-      shows.delete(normalizeModelName(error.model));
-    }
+    if (error instanceof ModelNotFoundError) forget(error.model);
   }
 
   /** Streams one completion after checking the capabilities the request needs. */
@@ -282,6 +292,12 @@ export function createOllamaProvider(options: OllamaProviderOptions = {}): Provi
     chat,
     embed,
     ping,
+    modelManagement: createOllamaManagement({
+      upstream,
+      source,
+      pullIdleMs: options.pullIdleMs ?? DEFAULT_PULL_IDLE_MS,
+      forget,
+    }),
   };
 }
 

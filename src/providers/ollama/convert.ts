@@ -11,9 +11,12 @@ import type {
   EmbedRequest,
   GenerateRequest,
   Message,
+  ModelCard,
   ModelDetails,
   ModelInfo,
   ModelOptions,
+  ParameterValue,
+  RunningModel,
   Usage,
 } from "../types.ts";
 import type { OllamaRunningModel, OllamaShow, OllamaStats, OllamaTagModel } from "./wire.ts";
@@ -175,6 +178,107 @@ export function toModelDetails(name: string, show: OllamaShow): ModelDetails {
       ...(show.license !== undefined && { license: show.license }),
     },
   };
+}
+
+/** A model of `/api/ps` as a {@linkcode RunningModel}. */
+export function toRunningModel(model: OllamaRunningModel): RunningModel {
+  return {
+    name: model.name ?? model.model ?? "",
+    ...(model.size !== undefined && { size: model.size }),
+    ...(model.size_vram !== undefined && { sizeVram: model.size_vram }),
+    ...(model.expires_at && { expiresAt: model.expires_at }),
+    ...(model.context_length !== undefined && { contextLength: model.context_length }),
+    ...(model.details?.family && { family: model.details.family }),
+    ...(model.details?.parameter_size && { parameterSize: model.details.parameter_size }),
+    ...(model.details?.quantization_level && { quantization: model.details.quantization_level }),
+  };
+}
+
+/** `/api/show`'s reply as a {@linkcode ModelCard}: the details plus parameters, template, license. */
+export function toModelCard(name: string, show: OllamaShow): ModelCard {
+  return {
+    ...toModelDetails(name, show),
+    parameters: parseParameters(show.parameters ?? ""),
+    ...(show.template !== undefined && { template: show.template }),
+    ...(show.license !== undefined && { license: show.license }),
+  };
+}
+
+/** Parameters Ollama keeps as lists even with one value (`api.Options`' slices). */
+const LIST_PARAMETERS = new Set(["stop"]);
+
+/**
+ * Ollama's `parameters` text as values by name. Ollama writes one line per
+ * value, `fmt.Sprintf("%-*s %#v", 30, key, value)` (`server/routes.go`), a
+ * list as one line per element: strings Go-quoted, numbers and booleans
+ * bare. A name on several lines (or `stop`) becomes a list; a line that does
+ * not parse keeps its text.
+ */
+export function parseParameters(text: string): Record<string, ParameterValue> {
+  const values: Record<string, ParameterValue> = {};
+  for (const line of text.split("\n")) {
+    const match = /^(\S+)\s+(.*)$/.exec(line.trim());
+    if (!match) continue;
+    const [, key, raw] = match;
+    const value = parseGoValue(raw.trim());
+    const previous = values[key];
+    if (previous === undefined) {
+      values[key] = LIST_PARAMETERS.has(key) ? [String(value)] : value;
+    } else {
+      values[key] = [...(Array.isArray(previous) ? previous : [String(previous)]), String(value)];
+    }
+  }
+  return values;
+}
+
+/** A `%#v` value: a Go-quoted string, a number, a boolean, or (anything else) its text. */
+function parseGoValue(raw: string): string | number | boolean {
+  if (raw === "true") return true;
+  if (raw === "false") return false;
+  if (/^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(raw)) return Number(raw);
+  if (raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"')) {
+    return unquoteGo(raw.slice(1, -1)) ?? raw;
+  }
+  return raw;
+}
+
+const GO_ESCAPES: Record<string, string> = {
+  a: "\x07",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+  v: "\v",
+  "\\": "\\",
+  '"': '"',
+  "'": "'",
+};
+
+/** The body of a string `strconv.Quote` wrote, unescaped; undefined when it is not one. */
+function unquoteGo(body: string): string | undefined {
+  let out = "";
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (c !== "\\") {
+      out += c;
+      continue;
+    }
+    const e = body[++i];
+    if (e in GO_ESCAPES) {
+      out += GO_ESCAPES[e];
+      continue;
+    }
+    const digits = e === "x" ? 2 : e === "u" ? 4 : e === "U" ? 8 : 0;
+    const hex = body.slice(i + 1, i + 1 + digits);
+    if (digits === 0 || !/^[0-9a-f]+$/i.test(hex) || hex.length !== digits) return undefined;
+    const code = parseInt(hex, 16);
+    if (code > 0x10ffff) return undefined;
+    // \x is a byte: Go writes it only for bytes that are not valid UTF-8, kept as that code point.
+    out += String.fromCodePoint(code);
+    i += digits;
+  }
+  return out;
 }
 
 const NS_PER_MS = 1_000_000;

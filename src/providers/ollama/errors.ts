@@ -24,8 +24,18 @@ export interface OllamaSource {
   advice: CapabilityAdvice;
 }
 
-/** Maps an HTTP error reply from Ollama onto a typed error. */
-export function ollamaHttpError(source: OllamaSource, reply: ErrorReply): ProviderError {
+/**
+ * Maps an HTTP error reply from Ollama onto a typed error: the message of
+ * an Ollama error body goes through `map` (default {@linkcode ollamaError}).
+ */
+export function ollamaHttpError(
+  source: OllamaSource,
+  reply: ErrorReply,
+  map: (
+    source: OllamaSource,
+    error: { status: number; message: string; model?: string },
+  ) => ProviderError = ollamaError,
+): ProviderError {
   let message: string | undefined;
   if (!reply.truncated) {
     try {
@@ -42,7 +52,7 @@ export function ollamaHttpError(source: OllamaSource, reply: ErrorReply): Provid
       }): is OLLAMA_HOST pointing at Ollama and not at a proxy or another service?`,
     );
   }
-  return ollamaError(source, { status: reply.status, message, model: reply.model });
+  return map(source, { status: reply.status, message, model: reply.model });
 }
 
 /** Maps an error Ollama reported (`status` 200: a line inside a stream) onto a typed error. */
@@ -102,4 +112,62 @@ function capabilityNamed(word: string): Capability {
   if (lower.startsWith("think")) return "thinking";
   if (lower.startsWith("tool")) return "tools";
   return "completion";
+}
+
+/** What Ollama says when the registry has no such model (`os.ErrNotExist` in `pullModelManifest`). */
+const NO_MANIFEST = /pull model manifest: file does not exist/i;
+/** Ollama could not reach its registry (Go's net errors). */
+const REGISTRY_UNREACHABLE =
+  /dial tcp|no such host|i\/o timeout|connection refused|connection reset|TLS handshake|certificate/i;
+
+/**
+ * Maps an error of a pull (an HTTP error status, or an `{"error"}` line in
+ * the middle of the progress) onto a typed error that names the model.
+ */
+export function pullError(
+  source: OllamaSource,
+  { status, message, model }: { status: number; message: string; model: string },
+): ProviderError {
+  const cause = new Error(message);
+  const { address } = source;
+  if (NO_MANIFEST.test(message)) {
+    return new ModelNotFoundError(
+      model,
+      `Ollama's library has no model "${model}" (Ollama at ${address} answered: ${message}): check the name and tag at https://ollama.com/library.`,
+      { cause },
+    );
+  }
+  if (status === 400) {
+    return new UpstreamError(
+      status,
+      `Ollama at ${address} refused to pull "${model}" (HTTP 400: ${message}): a model name looks like "llama3.2", "llama3.2:1b" or "namespace/model:tag".`,
+      { cause },
+    );
+  }
+  if (REGISTRY_UNREACHABLE.test(message)) {
+    return new UpstreamError(
+      status,
+      `Ollama at ${address} could not reach its model registry to pull "${model}" (${message}): check that the machine running Ollama is online (and its HTTPS_PROXY, if it needs one), then pull again.`,
+      { cause },
+    );
+  }
+  const where = status === 200 ? "in the middle of pulling" : `with HTTP ${status} to pulling`;
+  return new UpstreamError(
+    status,
+    `Ollama at ${address} reported an error ${where} "${model}": ${message} (check the Ollama server log; pulling again resumes the download).`,
+    { cause },
+  );
+}
+
+/** The error for deleting a model Ollama does not have (its 404 `model 'x' not found`). */
+export function notInstalledError(
+  source: OllamaSource,
+  model: string,
+  cause: unknown,
+): ModelNotFoundError {
+  return new ModelNotFoundError(
+    model,
+    `Model "${model}" is not installed on Ollama at ${source.address}, so there is nothing to delete: "rune ai list" shows the installed models.`,
+    { cause },
+  );
 }

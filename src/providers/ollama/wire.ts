@@ -5,7 +5,8 @@
  *
  * Field names and types follow Ollama's Go structs in `api/types.go`
  * (`GenerateResponse`, `ChatResponse`, `Message`, `ToolCall`,
- * `ListResponse`, `ProcessResponse`, `ShowResponse`, `EmbedResponse`).
+ * `ListResponse`, `ProcessResponse`, `ShowResponse`, `EmbedResponse`,
+ * `ProgressResponse`).
  *
  * @module
  */
@@ -150,8 +151,11 @@ export const tagsShape: Shape<{ models?: OllamaTagModel[] | null }> = {
 const runningModelSchema = z.looseObject({
   name: z.string().optional(),
   model: z.string().optional(),
+  size: z.number().optional(),
+  details: detailsSchema,
   expires_at: z.string().optional(),
   size_vram: z.number().optional(),
+  context_length: z.number().optional(),
 });
 
 /** A model in `/api/ps`. */
@@ -211,6 +215,27 @@ export const embedShape: Shape<OllamaEmbed> = { schema: embedSchema, fast: isPla
 export const versionShape: Shape<{ version?: string }> = {
   schema: z.looseObject({ version: z.string().optional() }),
 };
+
+const pullLineSchema = z.looseObject({
+  status: z.string().optional(),
+  digest: z.string().optional(),
+  // Go int64 with omitempty: absent while 0.
+  total: z.number().nonnegative().optional(),
+  completed: z.number().nonnegative().optional(),
+  error: z.string().optional(),
+});
+
+/**
+ * One line of a streamed `/api/pull` reply (`api.ProgressResponse`, or an
+ * `{"error"}` line): `pulling manifest`, then `pulling <digest prefix>` with
+ * the layer's `digest`, `total` and `completed` bytes every 60 ms while it
+ * downloads, then `verifying sha256 digest`, `writing manifest`,
+ * (`removing unused layers`) and `success`.
+ */
+export type OllamaPullLine = z.infer<typeof pullLineSchema>;
+
+/** A streamed pull line. */
+export const pullLineShape: Shape<OllamaPullLine> = { schema: pullLineSchema };
 
 /** Ollama's error body: `{"error": "..."}`. */
 export const errorBodySchema = z.looseObject({ error: z.string() });
