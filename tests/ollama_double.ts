@@ -128,6 +128,8 @@ export interface OllamaDouble {
   readonly openStreams: number;
   /** Streaming responses started since the double started. */
   readonly streamsStarted: number;
+  /** The most streaming responses ever open at once. */
+  readonly peakOpenStreams: number;
   /** Delay between streamed tokens in milliseconds; may be changed at runtime. */
   tokenDelayMs: number;
   /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags requests. */
@@ -221,6 +223,7 @@ interface State {
   requests: RecordedRequest[];
   openStreams: number;
   streamsStarted: number;
+  peakOpenStreams: number;
   faults: { fault: Fault; remaining: number }[];
   streams: Set<StreamHandle>;
   sleeps: Set<() => void>;
@@ -862,6 +865,7 @@ function managedStream(
   if (ctx.countStream) {
     state.openStreams++;
     state.streamsStarted++;
+    state.peakOpenStreams = Math.max(state.peakOpenStreams, state.openStreams);
     notifyStreams(state);
   }
   return new ReadableStream<Uint8Array>({
@@ -1700,6 +1704,7 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     requests: [],
     openStreams: 0,
     streamsStarted: 0,
+    peakOpenStreams: 0,
     faults: [],
     streams: new Set(),
     sleeps: new Set(),
@@ -1734,6 +1739,9 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     },
     get streamsStarted() {
       return state.streamsStarted;
+    },
+    get peakOpenStreams() {
+      return state.peakOpenStreams;
     },
     get tokenDelayMs() {
       return state.tokenDelayMs;
