@@ -71,6 +71,7 @@ async function modern(
   method: string,
   params: Record<string, unknown>,
   name?: string,
+  // deno-lint-ignore no-explicit-any
 ): Promise<Record<string, any>> {
   const response = await fetch(url, {
     method: "POST",

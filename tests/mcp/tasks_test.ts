@@ -17,6 +17,7 @@ import { createServerFactory } from "../../src/mcp/server.ts";
 import { createMemoryTaskStore, type TaskStore } from "../../src/mcp/tasks/store.ts";
 import { createFakeProvider, type FakeProvider } from "../fake_provider.ts";
 
+// deno-lint-ignore no-explicit-any
 type Message = Record<string, unknown> & { id?: string | number; result?: any; error?: any };
 
 const TASKS = "io.modelcontextprotocol/tasks";
