@@ -143,6 +143,7 @@ export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
         ...(common.timeouts && { timeouts: common.timeouts }),
         ...(common.limits && { limits: common.limits }),
         ...(common.fetch && { fetch: common.fetch }),
+        ...(common.events && { onRetry: () => common.events!.retry(resolved.id) }),
       }),
   },
 };
