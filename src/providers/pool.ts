@@ -314,15 +314,16 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     if (pending.length === 0) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await Promise.race([
-        Promise.all(pending),
-        new Promise((resolve) => (timer = setTimeout(resolve, firstWait))),
-        ...(signal ? [abortPromise(signal)] : []),
-      ]);
+      await untilAborted(
+        Promise.race([
+          Promise.all(pending),
+          new Promise((resolve) => (timer = setTimeout(resolve, firstWait))),
+        ]),
+        signal,
+      );
     } finally {
       clearTimeout(timer);
     }
-    signal?.throwIfAborted();
   }
 
   /** Why no host can take a call for `model`. */
@@ -599,10 +600,7 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     ping,
     hosts: () => all.map(stateOf),
     refresh: async (signal?: AbortSignal) => {
-      await Promise.race([
-        Promise.all(all.map((h) => check(h))),
-        ...(signal ? [abortPromise(signal)] : []),
-      ]);
+      await untilAborted(Promise.all(all.map((h) => check(h))), signal);
     },
     close: () => {
       closing.abort();
@@ -632,10 +630,13 @@ function hurtsHealth(error: unknown): boolean {
     error instanceof ConnectionDroppedError || error instanceof InvalidResponseError;
 }
 
-/** Rejects with the signal's reason when it aborts (never resolves). */
-function abortPromise(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+/** Settles like `promise`, or rejects with the signal's reason as soon as it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
 }
