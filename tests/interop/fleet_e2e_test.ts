@@ -17,10 +17,12 @@
  */
 
 import assert from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/client";
 import { startDaemon } from "../daemon.ts";
 import { DEFAULT_MODELS, type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { parsePrometheusText, valueOf } from "../prometheus_text.ts";
 import { REDIS_SKIP_REASON, startRedis } from "../redis_server.ts";
+import { WebSocketTransport } from "../ws_client_transport.ts";
 
 const TASKS = "io.modelcontextprotocol/tasks";
 const TOKEN = "fleet-e2e-token";
@@ -200,6 +202,33 @@ Deno.test("one Rune over three hosts: hosts listed, no call lost to a failing or
   } finally {
     await daemon.stop();
     await Promise.all([b.close(), c.close()]);
+  }
+});
+
+Deno.test("a host failing after the first token: the client sees the text once, then a clear error", async () => {
+  const [a, b] = await Promise.all([startOllamaDouble(), startOllamaDouble()]);
+  await load(a, "llama3.2");
+  const daemon = await startDaemon(a.host, ["--ollama-host", b.host]);
+  const client = new Client({ name: "fleet-e2e", version: "1" });
+  await client.connect(new WebSocketTransport(daemon.wsUrl));
+  try {
+    a.failNext({ kind: "drop", afterTokens: 2 });
+    const deltas: string[] = [];
+    const result = await client.callTool(
+      { name: "ai_ollama_generate", arguments: { model: "llama3.2", prompt: "one two three" } },
+      { onprogress: (p) => void deltas.push(p.message ?? "") },
+    ) as { isError?: boolean; content: { text: string }[] };
+    assert.equal(deltas.join(""), "Echo: one", "the two tokens, once");
+    assert.equal(result.isError, true);
+    assert.match(
+      result.content[0].text,
+      /closed the connection in the middle of the reply.*did not retry it on another host \(the text would repeat\): call again\.$/,
+    );
+    assert.equal(count(b, "/api/generate"), 0, "nothing was sent to the other host");
+  } finally {
+    await client.close();
+    await daemon.stop();
+    await Promise.all([a.close(), b.close()]);
   }
 });
 
