@@ -68,13 +68,17 @@ export interface FleetDeps {
   log: (message: string) => void;
 }
 
-/** Times `rounds` interleaved runs of `a` and `b` (after `warm` unmeasured rounds). */
+/**
+ * Times `rounds` interleaved runs of `subject` and `baseline`, after `warm`
+ * unmeasured rounds (default 50).
+ */
 async function interleave(
   rounds: number,
-  a: () => Promise<unknown>,
-  b: () => Promise<unknown>,
-  warm = 50,
+  sides: { subject: () => Promise<unknown>; baseline: () => Promise<unknown>; warm?: number },
 ): Promise<Pair> {
+  const warm = sides.warm ?? 50;
+  const a = sides.subject;
+  const b = sides.baseline;
   const times: [number[], number[]] = [[], []];
   for (let i = 0; i < warm + rounds; i++) {
     const order = i % 2 === 0 ? [0, 1] : [1, 0];
@@ -100,17 +104,20 @@ export async function fleetSection(plan: FleetPlan, deps: FleetDeps): Promise<Fl
   deps.cleanup(() => stdio.close());
   await initialize(stdio);
   // A deterministic generation (temperature 0 with a seed) is cached; its reply is small.
-  const embed = {
+  const cachedCall = {
     name: "ai_ollama_generate",
     arguments: { model: MODEL, prompt: PROMPT, options: { temperature: 0, seed: 1 } },
   };
-  await stdio.request("tools/call", embed);
-  const cacheHit = await interleave(plan.rounds, async () => {
-    const result = await stdio.request("tools/call", embed) as {
-      structuredContent?: { cached?: boolean };
-    };
-    if (result.structuredContent?.cached !== true) throw new Error("expected a cache hit");
-  }, () => stdio.request("ping"));
+  await stdio.request("tools/call", cachedCall);
+  const cacheHit = await interleave(plan.rounds, {
+    subject: async () => {
+      const result = await stdio.request("tools/call", cachedCall) as {
+        structuredContent?: { cached?: boolean };
+      };
+      if (result.structuredContent?.cached !== true) throw new Error("expected a cache hit");
+    },
+    baseline: () => stdio.request("ping"),
+  });
   await stdio.close();
 
   log(`fleet: routing over three hosts vs one, ${plan.rounds} rounds`);
@@ -128,7 +135,10 @@ export async function fleetSection(plan: FleetPlan, deps: FleetDeps): Promise<Fl
   deps.cleanup(() => Promise.resolve(pool.close()));
   await pool.refresh();
   const single = createOllamaProvider({ baseUrl: double.url });
-  const routing = await interleave(plan.rounds, () => generate(pool), () => generate(single));
+  const routing = await interleave(plan.rounds, {
+    subject: () => generate(pool),
+    baseline: () => generate(single),
+  });
   pool.close();
 
   log(`fleet: failover from a host that refuses connections, ${plan.failovers} rounds`);

@@ -137,7 +137,9 @@ export function setupFleet(inputs: FleetInputs): Fleet {
   const limited = inputs.providers.map((provider) => {
     const entry = entries.get(provider.id);
     const limits = { rpm: entry?.rpm, tpm: entry?.tpm };
-    return withLimits(provider, limits.rpm || limits.tpm ? sharedRates : localRates, limits, {
+    return withLimits(provider, {
+      store: limits.rpm || limits.tpm ? sharedRates : localRates,
+      limits,
       events,
     });
   });

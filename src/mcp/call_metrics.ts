@@ -36,10 +36,10 @@ export function firstTokenOf(ctx: object): void {
 
 /** The labels of a call to `tool` with `args`, given the provider ids served. */
 export function callLabels(
-  tool: string,
-  args: Record<string, unknown>,
+  call: { tool: string; args: Record<string, unknown> },
   providerIds: readonly string[],
 ): CallLabels {
+  const { tool, args } = call;
   const named = typeof args.model === "string" ? args.model : "";
   // Per-provider tools: ai_<id>_<verb>; the longest id that matches wins ("ai_open_ai_*").
   const own = providerIds.filter((id) => tool.startsWith(`ai_${id}_`))
@@ -67,15 +67,22 @@ function outcomeOf(
   return data?.error === "rate_limited" ? "rate_limited" : "error";
 }
 
+/** Where {@linkcode observeCall} reports. */
+export interface ObserveOptions {
+  /** The metrics. */
+  events: FleetEvents;
+  /** The call's labels. */
+  labels: CallLabels;
+}
+
 /**
- * Runs one tool call under observation and reports it to `events`:
- * `run` is the tool's handler with its context `ctx`.
+ * Runs one tool call under observation and reports it: `run` is the tool's
+ * handler with its context `ctx`.
  */
 export async function observeCall<R extends { isError?: boolean; structuredContent?: unknown }>(
-  events: FleetEvents,
-  labels: CallLabels,
   ctx: object & { mcpReq?: { signal?: AbortSignal } },
   run: () => Promise<R>,
+  options: ObserveOptions,
 ): Promise<R> {
   const observation: Observation = { started: performance.now() };
   observations.set(ctx, observation);
@@ -90,13 +97,11 @@ export async function observeCall<R extends { isError?: boolean; structuredConte
   } finally {
     const ended = performance.now();
     const outcome = ctx.mcpReq?.signal?.aborted ? "cancelled" : outcomeOf(result, failure);
-    events.toolCall(
-      labels,
+    options.events.toolCall(options.labels, {
       outcome,
-      (ended - observation.started) / 1000,
-      observation.firstToken === undefined
-        ? undefined
-        : (observation.firstToken - observation.started) / 1000,
-    );
+      seconds: (ended - observation.started) / 1000,
+      ...(observation.firstToken !== undefined &&
+        { ttftSeconds: (observation.firstToken - observation.started) / 1000 }),
+    });
   }
 }

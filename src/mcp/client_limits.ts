@@ -66,7 +66,9 @@ export function installClientLimit(
       if (method !== "tools/call") throw new ProtocolError(TOO_MANY_REQUESTS, text, data);
       const name = String(request.params?.name ?? "");
       const args = (request.params?.arguments ?? {}) as Record<string, unknown>;
-      if (options.labels) events.toolCall(options.labels(name, args), "rate_limited", 0);
+      if (options.labels) {
+        events.toolCall(options.labels(name, args), { outcome: "rate_limited", seconds: 0 });
+      }
       return { content: [{ type: "text", text }], structuredContent: data, isError: true };
     });
   }

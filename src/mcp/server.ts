@@ -139,7 +139,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
       annotations: config.annotations,
     }, (args: Record<string, unknown>, ctx: ServerContext): Promise<CallToolResult> =>
       // Metrics: outcome, duration and time to first token of every call (call_metrics.ts).
-      observeCall(events, callLabels(name, args, ids), ctx, async () => {
+      observeCall(ctx, async () => {
         try {
           return await run(args, ctx);
         } catch (error) {
@@ -159,7 +159,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
           }
           throw error;
         }
-      }));
+      }, { events, labels: callLabels({ tool: name, args }, ids) }));
     if (config.long && deps.tasks) {
       long.add(name);
       // Listed as task-capable (2025-11-25 tools/list); the SDK has no registration option.
@@ -186,7 +186,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
     installClientLimit(server, deps.clientLimit, {
       owner,
       events,
-      labels: (tool, args) => callLabels(tool, args, ids),
+      labels: (tool, args) => callLabels({ tool, args }, ids),
     });
   }
   return server;

@@ -54,14 +54,32 @@ export interface HostGauge {
   inFlight: number;
 }
 
+/** How a tool call ended. */
+export interface CallEnd {
+  /** Its outcome. */
+  outcome: Outcome;
+  /** Its duration in seconds. */
+  seconds: number;
+  /** Seconds to its first streamed token, when text streamed. */
+  ttftSeconds?: number;
+}
+
+/** Which provider and model an upstream figure is about. */
+export interface ModelLabels {
+  /** Provider id. */
+  provider: string;
+  /** Model name as asked for. */
+  model: string;
+}
+
 /** What the layers report. Every method is cheap and never throws. */
 export interface FleetEvents {
-  /** A tool call ended after `seconds`; `ttftSeconds` once text started to stream. */
-  toolCall(labels: CallLabels, outcome: Outcome, seconds: number, ttftSeconds?: number): void;
+  /** A tool call ended. */
+  toolCall(labels: CallLabels, end: CallEnd): void;
   /** Tokens an upstream call consumed (`input`) and produced (`output`). */
-  tokens(provider: string, model: string, input: number, output: number): void;
+  tokens(labels: ModelLabels, counts: { input: number; output: number }): void;
   /** Generation speed of one upstream call, in tokens per second. */
-  tokensPerSecond(provider: string, model: string, value: number): void;
+  tokensPerSecond(labels: ModelLabels, value: number): void;
   /** An upstream call failed; `kind` from {@linkcode errorKind}. */
   upstreamError(provider: string, kind: string): void;
   /** A provider retried a request before its first token. */

@@ -13,7 +13,7 @@
  */
 
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { CallLabels, FleetEvents, HostGauge, LimitScope, Outcome } from "./events.ts";
+import type { CallEnd, CallLabels, FleetEvents, HostGauge, LimitScope } from "./events.ts";
 
 /** Distinct `provider/model` pairs that get their own series; later ones are `other`. */
 export const MAX_MODEL_LABELS = 256;
@@ -208,25 +208,29 @@ export function createPrometheusMetrics(): PrometheusMetrics {
       sources.push(source);
     },
     render: () => registry.metrics(),
-    toolCall(labels: CallLabels, outcome: Outcome, seconds: number, ttftSeconds?: number) {
+    toolCall(labels: CallLabels, end: CallEnd) {
       const values = {
         tool: labels.tool,
         provider: labels.provider,
         model: labels.model === "" ? "" : model(labels.provider, labels.model),
-        outcome,
+        outcome: end.outcome,
       };
       calls.inc(values);
-      duration.observe(values, seconds);
-      if (ttftSeconds !== undefined) ttft.observe(values, ttftSeconds);
+      duration.observe(values, end.seconds);
+      if (end.ttftSeconds !== undefined) ttft.observe(values, end.ttftSeconds);
     },
-    tokens(provider, name, input, output) {
-      const m = model(provider, name);
-      if (input > 0) tokens.inc({ provider, model: m, direction: "in" }, input);
-      if (output > 0) tokens.inc({ provider, model: m, direction: "out" }, output);
+    tokens(labels, counts) {
+      const { provider } = labels;
+      const m = model(provider, labels.model);
+      if (counts.input > 0) tokens.inc({ provider, model: m, direction: "in" }, counts.input);
+      if (counts.output > 0) tokens.inc({ provider, model: m, direction: "out" }, counts.output);
     },
-    tokensPerSecond(provider, name, value) {
+    tokensPerSecond(labels, value) {
       if (Number.isFinite(value) && value > 0) {
-        speed.observe({ provider, model: model(provider, name) }, value);
+        speed.observe(
+          { provider: labels.provider, model: model(labels.provider, labels.model) },
+          value,
+        );
       }
     },
     upstreamError: (provider, kind) => upstreamErrors.inc({ provider, kind }),

@@ -80,9 +80,12 @@ export function withFallbacks(
     const byModel = chains.get(provider.id);
     if (!byModel) return provider;
 
-    function retarget<R extends CompletionRequest>(request: R, target: Provider, model: string): R {
-      const moved = { ...request, model };
-      if (target.type !== provider.type) {
+    function retarget<R extends CompletionRequest>(
+      request: R,
+      step: { provider: Provider; model: string },
+    ): R {
+      const moved = { ...request, model: step.model };
+      if (step.provider.type !== provider.type) {
         delete moved.keepAlive;
         delete moved.providerOptions;
       }
@@ -91,9 +94,9 @@ export function withFallbacks(
 
     async function* complete<R extends CompletionRequest>(
       request: R,
-      options: CallOptions | undefined,
-      call: (p: Provider, r: R) => AsyncIterable<Chunk>,
+      call: { options?: CallOptions; run: (p: Provider, r: R) => AsyncIterable<Chunk> },
     ): AsyncGenerator<Chunk> {
+      const options = call.options;
       const chain = byModel!.get(request.model);
       const steps = [
         { provider, model: request.model, name: `${provider.id}/${request.model}` },
@@ -110,10 +113,10 @@ export function withFallbacks(
             }); falling back to ${step.name}`,
           );
         }
-        const r = i === 0 ? request : retarget(request, step.provider, step.model);
+        const r = i === 0 ? request : retarget(request, step);
         let started = false;
         try {
-          for await (const chunk of call(step.provider, r)) {
+          for await (const chunk of call.run(step.provider, r)) {
             started = true;
             // The answer names the model that gave it.
             yield chunk.type === "done" && i > 0
@@ -133,8 +136,8 @@ export function withFallbacks(
 
     return {
       ...provider,
-      generate: (request, o) => complete(request, o, (p, r) => p.generate(r, o)),
-      chat: (request, o) => complete(request, o, (p, r) => p.chat(r, o)),
+      generate: (request, o) => complete(request, { options: o, run: (p, r) => p.generate(r, o) }),
+      chat: (request, o) => complete(request, { options: o, run: (p, r) => p.chat(r, o) }),
     };
   });
 }

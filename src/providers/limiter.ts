@@ -47,7 +47,7 @@ export interface RateStore {
   /** Checks every window (and the block key, if given), then counts them all or none. */
   take(checks: WindowCheck[], block?: string): Promise<Verdict>;
   /** Adds `amount` to the current window of `key` (tokens used by a finished call). */
-  add(key: string, windowMs: number, amount: number): Promise<void>;
+  add(key: string, options: { windowMs: number; amount: number }): Promise<void>;
   /** Refuses calls checking `key` as their block for `ms` (a provider said 429). */
   block(key: string, ms: number): Promise<void>;
 }
@@ -64,7 +64,10 @@ export interface MemoryRateOptions {
 }
 
 /** The counter of `key` in the window that holds `now`, and when that window ends. */
-function windowOf(key: string, windowMs: number, now: number): { name: string; endsAt: number } {
+function windowOf(
+  { key, windowMs }: { key: string; windowMs: number },
+  now: number,
+): { name: string; endsAt: number } {
   const index = Math.floor(now / windowMs);
   return { name: `${key}:${windowMs}:${index}`, endsAt: (index + 1) * windowMs };
 }
@@ -98,7 +101,7 @@ export function createMemoryRateStore(options: MemoryRateOptions = {}): RateStor
         }
         if (until !== undefined) blocks.delete(block);
       }
-      const windows = checks.map((c) => windowOf(c.key, c.windowMs, t));
+      const windows = checks.map((c) => windowOf(c, t));
       for (let i = 0; i < checks.length; i++) {
         const used = current(windows[i].name, t);
         const { limit, cost } = checks[i];
@@ -118,9 +121,9 @@ export function createMemoryRateStore(options: MemoryRateOptions = {}): RateStor
       }
       return Promise.resolve({ allowed: true });
     },
-    add(key, windowMs, amount) {
+    add(key, { windowMs, amount }) {
       const t = now();
-      const { name, endsAt } = windowOf(key, windowMs, t);
+      const { name, endsAt } = windowOf({ key, windowMs }, t);
       const c = counters.get(name);
       if (c && c.endsAt > t) c.count += amount;
       else {
@@ -203,7 +206,7 @@ export function createRedisRateStore(link: RedisLink, options: RedisRateOptions 
     async take(checks, block) {
       if (!link.up()) return await fallback.take(checks, block);
       const t = now();
-      const windows = checks.map((c) => windowOf(c.key, c.windowMs, t));
+      const windows = checks.map((c) => windowOf(c, t));
       const keys = [prefix + (block ?? "none:block"), ...windows.map((w) => prefix + w.name)];
       const args = checks.flatMap((c, i) => [
         String(c.limit),
@@ -220,10 +223,10 @@ export function createRedisRateStore(link: RedisLink, options: RedisRateOptions 
       if (index === -2) return { allowed: true };
       return { allowed: false, index, retryAfterMs: Number(ms) };
     },
-    async add(key, windowMs, amount) {
-      if (!link.up()) return await fallback.add(key, windowMs, amount);
+    async add(key, { windowMs, amount }) {
+      if (!link.up()) return await fallback.add(key, { windowMs, amount });
       const t = now();
-      const { name, endsAt } = windowOf(key, windowMs, t);
+      const { name, endsAt } = windowOf({ key, windowMs }, t);
       try {
         await link.run((c) =>
           c.eval(ADD_SCRIPT, {
@@ -232,7 +235,7 @@ export function createRedisRateStore(link: RedisLink, options: RedisRateOptions 
           })
         );
       } catch {
-        await fallback.add(key, windowMs, amount);
+        await fallback.add(key, { windowMs, amount });
       }
     },
     async block(key, ms) {

@@ -114,6 +114,13 @@ export interface ProviderLimits {
 
 /** Options of {@linkcode withLimits}. */
 export interface LimitsOptions {
+  /** Where the windows are counted (memory, or Redis shared by instances). */
+  store: RateStore;
+  /**
+   * The provider's `rpm` and `tpm`.
+   * @default none (only its 429s hold calls back)
+   */
+  limits?: ProviderLimits;
   /** Refusals are reported here. */
   events?: FleetEvents;
   /**
@@ -125,13 +132,10 @@ export interface LimitsOptions {
 
 const MINUTE = 60_000;
 
-/** Wraps `provider` with its `rpm`/`tpm` limits and its 429 back-off, counted in `store`. */
-export function withLimits(
-  provider: Provider,
-  store: RateStore,
-  limits: ProviderLimits,
-  options: LimitsOptions = {},
-): Provider {
+/** Wraps `provider` with its `rpm`/`tpm` limits and its 429 back-off. */
+export function withLimits(provider: Provider, options: LimitsOptions): Provider {
+  const { store } = options;
+  const limits = options.limits ?? {};
   const events = options.events ?? NO_EVENTS;
   const defaultBlockMs = options.defaultBlockMs ?? 1_000;
   const id = provider.id;
@@ -165,7 +169,9 @@ export function withLimits(
   }
 
   async function used(tokens: number): Promise<void> {
-    if (limits.tpm && tokens > 0) await store.add(`provider:${id}:tpm`, MINUTE, tokens);
+    if (limits.tpm && tokens > 0) {
+      await store.add(`provider:${id}:tpm`, { windowMs: MINUTE, amount: tokens });
+    }
   }
 
   async function refused(error: unknown): Promise<void> {

@@ -11,8 +11,9 @@
 import { errorKind, type FleetEvents } from "../metrics/events.ts";
 import type { CallOptions, Chunk, EmbedRequest, FinalResult, Provider } from "./types.ts";
 
-/** Wraps `provider` so its calls report to `events` under the provider id `id`. */
-export function observed(provider: Provider, events: FleetEvents, id = provider.id): Provider {
+/** Wraps `provider` so its calls report to `events` under its provider id. */
+export function observed(provider: Provider, events: FleetEvents): Provider {
+  const id = provider.id;
   function failed(error: unknown): void {
     const kind = errorKind(error);
     if (kind !== undefined) events.upstreamError(id, kind);
@@ -20,9 +21,9 @@ export function observed(provider: Provider, events: FleetEvents, id = provider.
 
   function finished(model: string, result: FinalResult): void {
     const { promptTokens = 0, completionTokens = 0, generationMs } = result.usage;
-    events.tokens(id, model, promptTokens, completionTokens);
+    events.tokens({ provider: id, model }, { input: promptTokens, output: completionTokens });
     if (completionTokens > 0 && generationMs !== undefined && generationMs > 0) {
-      events.tokensPerSecond(id, model, completionTokens / (generationMs / 1000));
+      events.tokensPerSecond({ provider: id, model }, completionTokens / (generationMs / 1000));
     }
   }
 
@@ -50,7 +51,10 @@ export function observed(provider: Provider, events: FleetEvents, id = provider.
     async embed(request: EmbedRequest, options?: CallOptions) {
       try {
         const result = await provider.embed(request, options);
-        events.tokens(id, request.model, result.usage.promptTokens ?? 0, 0);
+        events.tokens({ provider: id, model: request.model }, {
+          input: result.usage.promptTokens ?? 0,
+          output: 0,
+        });
         return result;
       } catch (error) {
         failed(error);

@@ -219,7 +219,8 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     };
   }
 
-  function setUp(host: Host, up: boolean, why?: string): void {
+  function setUp(host: Host, state: { up: boolean; why?: string }): void {
+    const { up, why } = state;
     const was = host.up;
     host.up = up;
     if (up) {
@@ -252,10 +253,10 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
         const models = await host.provider.listModels({ signal });
         host.models = new Set(models.map((m) => key(m.name)));
         host.loaded = new Set(models.filter((m) => m.loaded).map((m) => key(m.name)));
-        setUp(host, true);
+        setUp(host, { up: true });
       } catch (error) {
         if (signal.aborted) return;
-        setUp(host, false, (error as Error).message);
+        setUp(host, { up: false, why: (error as Error).message });
       } finally {
         host.checking = undefined;
       }
@@ -419,7 +420,8 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     host.models?.add(name);
   }
 
-  function failed(host: Host, error: unknown, model: string): void {
+  function failed(host: Host, failure: { error: unknown; model: string }): void {
+    const { error, model } = failure;
     if (error instanceof ModelNotFoundError) {
       host.models?.delete(key(model));
       host.loaded.delete(key(model));
@@ -429,32 +431,32 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     host.failures++;
     host.error = (error as Error).message;
     if (error instanceof ProviderUnreachableError || host.failures >= threshold) {
-      setUp(host, false, (error as Error).message);
+      setUp(host, { up: false, why: (error as Error).message });
       schedule(host, host.backoffMs);
     }
   }
 
-  function failingOver(from: Host, error: unknown, to: Host): void {
+  function failingOver(last: { host: Host; error: unknown }, to: Host): void {
     events.failover(id);
     log(
       "info",
-      `${id}: ${from.address} failed before the first token (${
-        (error as Error).message
+      `${id}: ${last.host.address} failed before the first token (${
+        (last.error as Error).message
       }); retrying on ${to.address}`,
     );
   }
 
   async function* complete(
     call: (provider: Provider) => AsyncIterable<Chunk>,
-    model: string,
-    signal: AbortSignal | undefined,
+    options: { model: string; signal?: AbortSignal },
   ): AsyncGenerator<Chunk> {
+    const { model, signal } = options;
     const tried = new Set<Host>();
     let last: { host: Host; error: unknown } | undefined;
     for (;;) {
       const host = await acquire(model, tried, signal);
       if (!host) throw last!.error;
-      if (last) failingOver(last.host, last.error, host);
+      if (last) failingOver(last, host);
       tried.add(host);
       let started = false;
       const iterator = call(host.provider)[Symbol.asyncIterator]();
@@ -467,7 +469,7 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
           } catch (error) {
             finished = true;
             if (isAbortError(error) || signal?.aborted) throw error;
-            failed(host, error, model);
+            failed(host, { error, model });
             if (started) {
               throw new MidStreamError(
                 `${(error as Error).message} The answer had already started, so Rune did not ` +
@@ -504,7 +506,7 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     for (;;) {
       const host = await acquire(request.model, tried, options.signal);
       if (!host) throw last!.error;
-      if (last) failingOver(last.host, last.error, host);
+      if (last) failingOver(last, host);
       tried.add(host);
       try {
         const result = await host.provider.embed(request, options);
@@ -512,7 +514,7 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
         return result;
       } catch (error) {
         if (isAbortError(error) || options.signal?.aborted) throw error;
-        failed(host, error, request.model);
+        failed(host, { error, model: request.model });
         if (!failsOver(error)) throw error;
         last = { host, error };
       } finally {
@@ -593,9 +595,12 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     listModels,
     showModel,
     generate: (request: GenerateRequest, options: CallOptions = {}) =>
-      complete((p) => p.generate(request, options), request.model, options.signal),
+      complete((p) => p.generate(request, options), {
+        model: request.model,
+        signal: options.signal,
+      }),
     chat: (request: ChatRequest, options: CallOptions = {}) =>
-      complete((p) => p.chat(request, options), request.model, options.signal),
+      complete((p) => p.chat(request, options), { model: request.model, signal: options.signal }),
     embed,
     ping,
     hosts: () => all.map(stateOf),

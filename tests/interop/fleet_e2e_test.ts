@@ -34,10 +34,18 @@ type Reply = Record<string, any>;
 /** A 2026-07-28 request over raw Streamable HTTP (stateless: any instance may answer it). */
 async function modern(
   url: string,
-  method: string,
-  params: Record<string, unknown>,
-  options: { name?: string; token?: string; tasks?: boolean } = {},
+  request: {
+    method: string;
+    params: Record<string, unknown>;
+    /** The `Mcp-Name` header (tool name or task id). */
+    name?: string;
+    /** Bearer token. */
+    token?: string;
+    /** Declare the tasks extension (long calls then become tasks). */
+    tasks?: boolean;
+  },
 ): Promise<Reply> {
+  const { method, params, ...options } = request;
   const response = await fetch(url, {
     method: "POST",
     headers: {
@@ -71,12 +79,10 @@ async function modern(
 /** A tool call as a stateless request (a task when `tasks`). */
 function call(
   url: string,
-  name: string,
-  args: Record<string, unknown>,
-  token?: string,
-  tasks = false,
+  tool: { name: string; args: Record<string, unknown>; token?: string; tasks?: boolean },
 ) {
-  return modern(url, "tools/call", { name, arguments: args }, { name, token, tasks });
+  const { name, args, ...options } = tool;
+  return modern(url, { method: "tools/call", params: { name, arguments: args }, name, ...options });
 }
 
 /** Loads `model` on `double` through its own API. */
@@ -104,7 +110,7 @@ Deno.test("one Rune over three hosts: hosts listed, no call lost to a failing or
   });
   const url = daemon.mcpUrl;
   try {
-    const listed = await call(url, "ai_ollama_list_models", {}, TOKEN);
+    const listed = await call(url, { name: "ai_ollama_list_models", args: {}, token: TOKEN });
     const hostsOf = Object.fromEntries(
       listed.result.structuredContent.models.map((m: { name: string; hosts: string[] }) => [
         m.name,
@@ -116,33 +122,43 @@ Deno.test("one Rune over three hosts: hosts listed, no call lost to a failing or
 
     // A fails before its first token: B answers, once.
     a.failNext({ kind: "status", status: 500, error: "runner crashed" });
-    const first = await call(
-      url,
-      "ai_ollama_generate",
-      { model: "llama3.2", prompt: "one" },
-      TOKEN,
-    );
+    const first = await call(url, {
+      name: "ai_ollama_generate",
+      args: { model: "llama3.2", prompt: "one" },
+      token: TOKEN,
+    });
     assert.equal(first.result.structuredContent.response, "Echo: one");
     assert.deepEqual(first.result.content, [{ type: "text", text: "Echo: one" }]);
     // A (where the model is loaded) is killed: the call that was about to go there goes to B.
     await a.close();
-    const second = await call(
-      url,
-      "ai_ollama_generate",
-      { model: "llama3.2", prompt: "two" },
-      TOKEN,
-    );
+    const second = await call(url, {
+      name: "ai_ollama_generate",
+      args: { model: "llama3.2", prompt: "two" },
+      token: TOKEN,
+    });
     assert.equal(second.result.structuredContent.response, "Echo: two");
-    const third = await call(url, "ai_ollama_generate", { model: "qwen3", prompt: "three" }, TOKEN);
+    const third = await call(url, {
+      name: "ai_ollama_generate",
+      args: { model: "qwen3", prompt: "three" },
+      token: TOKEN,
+    });
     assert.equal(third.result.structuredContent.response, "Echo: three");
     const embeds = [];
     for (let i = 0; i < 2; i++) {
       embeds.push(
-        await call(url, "ai_ollama_embed", { model: "all-minilm", input: "same" }, TOKEN),
+        await call(url, {
+          name: "ai_ollama_embed",
+          args: { model: "all-minilm", input: "same" },
+          token: TOKEN,
+        }),
       );
     }
     assert.equal(embeds[1].result.structuredContent.cached, true);
-    const vision = await call(url, "ai_ollama_generate", { model: "llava", prompt: "x" }, TOKEN);
+    const vision = await call(url, {
+      name: "ai_ollama_generate",
+      args: { model: "llava", prompt: "x" },
+      token: TOKEN,
+    });
     assert.equal(vision.result.isError, undefined, "llava is on B");
     assert.equal(count(b, "/api/embed") + count(c, "/api/embed"), 1);
 
@@ -248,9 +264,9 @@ Deno.test({
         [one, two].map((d) => d.waitForLog(/redis at 127\.0\.0\.1:\d+ is connected/)),
       );
       const embed = { model: "all-minilm", input: ["shared", "text"] };
-      const fresh = await call(one.mcpUrl, "ai_ollama_embed", embed);
+      const fresh = await call(one.mcpUrl, { name: "ai_ollama_embed", args: embed });
       assert.equal(fresh.result.structuredContent.cached, undefined);
-      const shared = await call(two.mcpUrl, "ai_ollama_embed", embed);
+      const shared = await call(two.mcpUrl, { name: "ai_ollama_embed", args: embed });
       assert.equal(shared.result.structuredContent.cached, true);
       assert.deepEqual(
         shared.result.structuredContent.embeddings,
@@ -259,43 +275,46 @@ Deno.test({
       assert.equal(count(double, "/api/embed"), 1, "the second instance did not reach Ollama");
 
       // A task made on one instance is read and cancelled on the other.
-      const created = await call(
-        one.mcpUrl,
-        "ai_ollama_generate",
-        {
-          model: "llama3.2",
-          prompt: "x",
-          options: { num_predict: 100_000 },
-        },
-        undefined,
-        true,
-      );
+      const created = await call(one.mcpUrl, {
+        name: "ai_ollama_generate",
+        args: { model: "llama3.2", prompt: "x", options: { num_predict: 100_000 } },
+        tasks: true,
+      });
       assert.equal(created.result.resultType, "task");
       const taskId = created.result.taskId;
       await double.waitForOpenStreams(1);
-      const got = await modern(two.mcpUrl, "tasks/get", { taskId }, { name: taskId, tasks: true });
+      const got = await modern(two.mcpUrl, {
+        method: "tasks/get",
+        params: { taskId },
+        name: taskId,
+        tasks: true,
+      });
       assert.equal(got.result.status, "working");
-      await modern(two.mcpUrl, "tasks/cancel", { taskId }, { name: taskId, tasks: true });
+      await modern(two.mcpUrl, {
+        method: "tasks/cancel",
+        params: { taskId },
+        name: taskId,
+        tasks: true,
+      });
       await double.waitForOpenStreams(0);
-      const cancelled = await modern(one.mcpUrl, "tasks/get", { taskId }, {
+      const cancelled = await modern(one.mcpUrl, {
+        method: "tasks/get",
+        params: { taskId },
         name: taskId,
         tasks: true,
       });
       assert.equal(cancelled.result.status, "cancelled");
-      const short = await call(
-        two.mcpUrl,
-        "ai_ollama_generate",
-        {
-          model: "llama3.2",
-          prompt: "hi",
-        },
-        undefined,
-        true,
-      );
+      const short = await call(two.mcpUrl, {
+        name: "ai_ollama_generate",
+        args: { model: "llama3.2", prompt: "hi" },
+        tasks: true,
+      });
       assert.equal(short.result.resultType, "task");
       let polled = short;
       while (polled.result.status === "working") {
-        polled = await modern(one.mcpUrl, "tasks/get", { taskId: short.result.taskId }, {
+        polled = await modern(one.mcpUrl, {
+          method: "tasks/get",
+          params: { taskId: short.result.taskId },
           name: short.result.taskId,
           tasks: true,
         });
@@ -306,9 +325,9 @@ Deno.test({
       await redis.kill();
       await one.waitForLog(/redis at 127\.0\.0\.1:\d+ is down/);
       for (let i = 0; i < 2; i++) {
-        const alone = await call(one.mcpUrl, "ai_ollama_embed", {
-          model: "all-minilm",
-          input: "new",
+        const alone = await call(one.mcpUrl, {
+          name: "ai_ollama_embed",
+          args: { model: "all-minilm", input: "new" },
         });
         assert.equal(alone.result.isError, undefined);
         assert.equal(alone.result.structuredContent.cached, undefined);
@@ -351,13 +370,14 @@ Deno.test({
       );
       const args = { model: "llama3.2", prompt: "hi" };
       for (let i = 0; i < 5; i++) {
-        const reply = await call([one, two][i % 2].mcpUrl, "ai_ollama_chat", {
-          model: "llama3.2",
-          messages: [{ role: "user", content: `n${i}` }],
-        }, TOKEN);
+        const reply = await call([one, two][i % 2].mcpUrl, {
+          name: "ai_ollama_chat",
+          args: { model: "llama3.2", messages: [{ role: "user", content: `n${i}` }] },
+          token: TOKEN,
+        });
         assert.equal(reply.result.isError, undefined, `call ${i + 1} of 5`);
       }
-      const refused = await call(two.mcpUrl, "ai_ollama_generate", args, TOKEN);
+      const refused = await call(two.mcpUrl, { name: "ai_ollama_generate", args, token: TOKEN });
       assert.equal(refused.result.isError, true);
       const data = refused.result.structuredContent;
       assert.deepEqual({ ...data, retryAfter: 0 }, {
@@ -369,12 +389,16 @@ Deno.test({
       assert.ok(data.retryAfter >= 1 && data.retryAfter <= 3600);
       assert.match(refused.result.content[0].text, /this client may make 5 requests per hour/);
       // Not a tool call: a JSON-RPC error with the same data, on the other instance too.
-      const list = await modern(one.mcpUrl, "tools/list", {}, { token: TOKEN });
+      const list = await modern(one.mcpUrl, { method: "tools/list", params: {}, token: TOKEN });
       assert.equal(list.error.code, -32000);
       assert.equal(list.error.data.scope, "client");
       assert.ok(list.error.data.retryAfter >= 1);
       // Another client has its own budget.
-      const other = await call(one.mcpUrl, "ai_ollama_generate", args, OTHER_TOKEN);
+      const other = await call(one.mcpUrl, {
+        name: "ai_ollama_generate",
+        args,
+        token: OTHER_TOKEN,
+      });
       assert.equal(other.result.structuredContent.response, "Echo: hi");
       assert.equal(count(double, "/api/chat") + count(double, "/api/generate"), 6);
       const metrics = parsePrometheusText(

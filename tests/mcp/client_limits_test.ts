@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { InMemoryTransport, type JSONRPCMessage } from "@modelcontextprotocol/server";
 import { serveConnection } from "../../src/mcp/connection.ts";
 import { createServerFactory } from "../../src/mcp/server.ts";
-import { type CallLabels, NO_EVENTS, type Outcome } from "../../src/metrics/events.ts";
+import { type CallEnd, type CallLabels, NO_EVENTS } from "../../src/metrics/events.ts";
 import { createMemoryRateStore, type RateStore } from "../../src/providers/limiter.ts";
 import { parseRate } from "../../src/providers/limits.ts";
 import { createFakeProvider } from "../fake_provider.ts";
@@ -71,12 +71,12 @@ const generate = { name: "ai_ollama_generate", arguments: { model: "m1", prompt:
 Deno.test("client limit: the limit passes exactly, then tools and other requests are refused", async () => {
   // 20 s into a minute: the window ends in 40 s.
   const store = createMemoryRateStore({ now: () => 60_000 * 7 + 20_000 });
-  const calls: [CallLabels, Outcome][] = [];
+  const calls: [CallLabels, CallEnd["outcome"]][] = [];
   const limited: string[] = [];
   const events = {
     ...NO_EVENTS,
-    toolCall: (labels: CallLabels, outcome: Outcome) => calls.push([labels, outcome]),
-    rateLimited: (scope: string) => limited.push(scope),
+    toolCall: (labels: CallLabels, end: CallEnd) => void calls.push([labels, end.outcome]),
+    rateLimited: (scope: string) => void limited.push(scope),
   };
   const peer = await connect(store, events);
   try {

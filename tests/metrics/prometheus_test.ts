@@ -13,11 +13,11 @@ import { parsePrometheusText, valueOf } from "../prometheus_text.ts";
 Deno.test("metrics: each event is counted under the contract's series names", async () => {
   const metrics = createPrometheusMetrics();
   const call = { tool: "ai_ollama_generate", provider: "ollama", model: "llama3.2" };
-  metrics.toolCall(call, "ok", 0.2, 0.05);
-  metrics.toolCall(call, "ok", 0.4, 0.1);
-  metrics.toolCall(call, "error", 0.01);
-  metrics.tokens("ollama", "llama3.2", 11, 7);
-  metrics.tokensPerSecond("ollama", "llama3.2", 42);
+  metrics.toolCall(call, { outcome: "ok", seconds: 0.2, ttftSeconds: 0.05 });
+  metrics.toolCall(call, { outcome: "ok", seconds: 0.4, ttftSeconds: 0.1 });
+  metrics.toolCall(call, { outcome: "error", seconds: 0.01 });
+  metrics.tokens({ provider: "ollama", model: "llama3.2" }, { input: 11, output: 7 });
+  metrics.tokensPerSecond({ provider: "ollama", model: "llama3.2" }, 42);
   metrics.upstreamError("ollama", "unreachable");
   metrics.retry("anthropic");
   metrics.failover("ollama");
@@ -97,10 +97,16 @@ Deno.test("metrics: each event is counted under the contract's series names", as
 Deno.test(`metrics: past ${MAX_MODEL_LABELS} models, new model names are counted as "other"`, async () => {
   const metrics = createPrometheusMetrics();
   for (let i = 0; i < MAX_MODEL_LABELS + 10; i++) {
-    metrics.toolCall({ tool: "ai_generate", provider: "ollama", model: `m${i}` }, "ok", 0.001);
+    metrics.toolCall({ tool: "ai_generate", provider: "ollama", model: `m${i}` }, {
+      outcome: "ok",
+      seconds: 0.001,
+    });
   }
   // A model seen before the bound keeps its series.
-  metrics.toolCall({ tool: "ai_generate", provider: "ollama", model: "m0" }, "ok", 0.001);
+  metrics.toolCall({ tool: "ai_generate", provider: "ollama", model: "m0" }, {
+    outcome: "ok",
+    seconds: 0.001,
+  });
   const families = parsePrometheusText(await metrics.render());
   const series = families.get("rune_tool_calls_total")!.samples;
   assert.equal(series.length, MAX_MODEL_LABELS + 1);

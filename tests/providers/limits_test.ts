@@ -49,7 +49,7 @@ Deno.test("rate store: checks are all or nothing, and counters are bounded", asy
   const store = createMemoryRateStore({ now: () => now, maxKeys: 2 });
   const rpm = { key: "p:rpm", limit: 5, windowMs: 60_000, cost: 1 };
   const tpm = { key: "p:tpm", limit: 100, windowMs: 60_000, cost: 0 };
-  await store.add("p:tpm", 60_000, 100);
+  await store.add("p:tpm", { windowMs: 60_000, amount: 100 });
   assert.deepEqual(await store.take([rpm, tpm]), {
     allowed: false,
     index: 1,
@@ -68,7 +68,7 @@ Deno.test("rate store: checks are all or nothing, and counters are bounded", asy
 
 Deno.test("provider limits: rpm refuses with the limit and retryAfter, before the provider", async () => {
   const fake = createFakeProvider({ id: "cloud" });
-  const limited = withLimits(fake, createMemoryRateStore(), { rpm: 2 });
+  const limited = withLimits(fake, { store: createMemoryRateStore(), limits: { rpm: 2 } });
   await collect(limited.generate({ model: "m1", prompt: "a" }));
   await limited.embed({ model: "m1", input: "x" });
   const calls = fake.calls.length;
@@ -94,7 +94,7 @@ Deno.test("provider limits: rpm refuses with the limit and retryAfter, before th
 Deno.test("provider limits: tpm counts the tokens calls used and refuses once they are spent", async () => {
   const fake = createFakeProvider({ id: "cloud" });
   // The fake reports 3 prompt tokens and one completion token per word.
-  const limited = withLimits(fake, createMemoryRateStore(), { tpm: 10 });
+  const limited = withLimits(fake, { store: createMemoryRateStore(), limits: { tpm: 10 } });
   await collect(limited.generate({ model: "m1", prompt: "one two three" })); // 6 tokens
   await collect(limited.generate({ model: "m1", prompt: "four" })); // 4 tokens: 10 in all
   await assert.rejects(collect(limited.generate({ model: "m1", prompt: "five" })), (error) => {
@@ -108,7 +108,7 @@ Deno.test("provider limits: tpm counts the tokens calls used and refuses once th
 
 Deno.test("provider limits: a provider's 429 holds later calls until its retry-after", async () => {
   const fake = createFakeProvider({ id: "cloud" });
-  const limited = withLimits(fake, createMemoryRateStore(), {});
+  const limited = withLimits(fake, { store: createMemoryRateStore() });
   fake.failNext = new RateLimitError(429, "slow down", { retryAfterMs: 30_000 });
   await assert.rejects(collect(limited.generate({ model: "m1", prompt: "a" })), /slow down/);
   await assert.rejects(collect(limited.generate({ model: "m1", prompt: "b" })), (error) => {

@@ -22,7 +22,8 @@ function recorder() {
   };
   const events: FleetEvents = {
     ...NO_EVENTS,
-    tokens: (...args) => void seen.tokens.push(args),
+    tokens: (labels, counts) =>
+      void seen.tokens.push([labels.provider, labels.model, counts.input, counts.output]),
     tokensPerSecond: () => void seen.speeds++,
     upstreamError: (...args) => void seen.errors.push(args),
     retry: (provider) => void seen.retries.push(provider),

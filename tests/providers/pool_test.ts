@@ -45,12 +45,14 @@ function generations(double: OllamaDouble): number {
   return double.requests.filter((r) => r.path === "/api/generate").length;
 }
 
-/** Streams a generation; returns its text chunks and the final text. */
+/** Streams a generation (default: llama3.2, "hello there"); returns its text chunks and final text. */
 async function generate(
   pool: PoolProvider,
-  model = "llama3.2",
-  prompt = "hello there",
-  signal?: AbortSignal,
+  { model = "llama3.2", prompt = "hello there", signal }: {
+    model?: string;
+    prompt?: string;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<{ texts: string[]; final: string; model: string }> {
   const texts: string[] = [];
   let final = "";
@@ -86,11 +88,11 @@ Deno.test("pool: a call goes to the host that has the model", async () => {
   const b = await startOllamaDouble({ models: [QWEN] });
   const pool = poolOf([a, b]);
   try {
-    assert.equal((await generate(pool, "qwen3")).final, "Echo: hello there");
-    assert.equal((await generate(pool, "llama3.2")).final, "Echo: hello there");
-    assert.equal((await generate(pool, "qwen3:latest")).final, "Echo: hello there");
+    assert.equal((await generate(pool, { model: "qwen3" })).final, "Echo: hello there");
+    assert.equal((await generate(pool, { model: "llama3.2" })).final, "Echo: hello there");
+    assert.equal((await generate(pool, { model: "qwen3:latest" })).final, "Echo: hello there");
     assert.deepEqual([generations(a), generations(b)], [1, 2]);
-    await assert.rejects(generate(pool, "llava"), (error) => {
+    await assert.rejects(generate(pool, { model: "llava" }), (error) => {
       assert.ok(error instanceof ModelNotFoundError);
       assert.match(error.message, /Model "llava" is on none of the hosts of Ollama/);
       assert.ok(error.message.includes(a.host) && error.message.includes(b.host));
@@ -165,7 +167,7 @@ Deno.test("pool: a host failing before the first token is replaced transparently
       ] as const
     ) {
       a.failNext(fault);
-      const { texts, final } = await generate(pool, "llama3.2", "one two three");
+      const { texts, final } = await generate(pool, { model: "llama3.2", prompt: "one two three" });
       assert.equal(texts.join(""), "Echo: one two three", `${fault.kind}: the text once`);
       assert.equal(final, "Echo: one two three");
     }
@@ -232,9 +234,9 @@ Deno.test("pool: a host that comes back is routed to again", async () => {
     await pool.refresh();
     await a.close();
     // The next call finds it gone; the pool marks it down at once.
-    await assert.rejects(generate(pool, "qwen3"), /connection was refused/);
+    await assert.rejects(generate(pool, { model: "qwen3" }), /connection was refused/);
     assert.equal(pool.hosts()[0].state, "down");
-    await assert.rejects(generate(pool, "qwen3"), (error) => {
+    await assert.rejects(generate(pool, { model: "qwen3" }), (error) => {
       assert.ok(error instanceof PoolUnavailableError);
       assert.match(error.message, /The hosts of Ollama that have "qwen3" are down: 127\.0\.0\.1:/);
       return true;
@@ -242,7 +244,7 @@ Deno.test("pool: a host that comes back is routed to again", async () => {
     again = await startOllamaDouble({ models: [QWEN], port });
     // The background check (with backoff) finds it again, with no call needed.
     await until(() => states.at(-1)?.host === a.host && states.at(-1)?.state === "up");
-    assert.equal((await generate(pool, "qwen3")).final, "Echo: hello there");
+    assert.equal((await generate(pool, { model: "qwen3" })).final, "Echo: hello there");
     assert.equal(generations(again), 1);
   } finally {
     pool.close();
@@ -258,7 +260,7 @@ Deno.test("pool: 50 concurrent calls never run more than 4 at once on a host", a
     const prompt = "a b c d e f g h i j";
     const reached = Promise.all(doubles.map((d) => d.waitForOpenStreams(4)));
     const results = await Promise.all(
-      Array.from({ length: 50 }, () => generate(pool, "llama3.2", prompt)),
+      Array.from({ length: 50 }, () => generate(pool, { model: "llama3.2", prompt })),
     );
     await reached;
     assert.deepEqual(new Set(results.map((r) => r.final)), new Set([`Echo: ${prompt}`]));
@@ -277,9 +279,14 @@ Deno.test("pool: past the in-flight limit and a full queue, a call is refused at
   const stop = new AbortController();
   try {
     await pool.refresh();
-    const running = generate(pool, "llama3.2", "x ".repeat(200), stop.signal).catch((e) => e);
+    const running = generate(pool, {
+      model: "llama3.2",
+      prompt: "x ".repeat(200),
+      signal: stop.signal,
+    }).catch((e) => e);
     await a.waitForOpenStreams(1);
-    const queued = generate(pool, "llama3.2", "queued", stop.signal).catch((e) => e);
+    const queued = generate(pool, { model: "llama3.2", prompt: "queued", signal: stop.signal })
+      .catch((e) => e);
     await assert.rejects(generate(pool), (error) => {
       assert.ok(error instanceof PoolBusyError);
       assert.match(error.message, /runs 1 calls and 1 more are waiting/);

@@ -76,7 +76,7 @@ Deno.test({
         assert.ok(refused.retryAfterMs > 3_580_000 && refused.retryAfterMs <= 3_590_000);
       }
       // Tokens added on one instance count on the other; a block too.
-      await one.add("p:tpm", 60_000, 100);
+      await one.add("p:tpm", { windowMs: 60_000, amount: 100 });
       const tpm = { key: "p:tpm", limit: 100, windowMs: 60_000, cost: 0 };
       assert.equal((await two.take([tpm])).allowed, false);
       await one.block("p:block", 5_000);
