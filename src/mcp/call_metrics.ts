@@ -11,7 +11,7 @@
  * @module
  */
 
-import { isAbortError, RuneError } from "../errors.ts";
+import { isAbortError } from "../errors.ts";
 import type { CallLabels, FleetEvents, Outcome } from "../metrics/events.ts";
 import { LocalRateLimitError } from "../providers/limits.ts";
 import { DEFAULT_PROVIDER_ID } from "../providers/route.ts";
@@ -92,7 +92,7 @@ export async function observeCall<R extends { isError?: boolean; structuredConte
     result = await run();
     return result;
   } catch (error) {
-    failure = error instanceof RuneError || isAbortError(error) ? error : error ?? new Error();
+    failure = error ?? new Error("a tool call failed without an error");
     throw error;
   } finally {
     const ended = performance.now();

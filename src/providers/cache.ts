@@ -63,6 +63,38 @@ function completionParts(request: CompletionRequest): unknown[] {
   ];
 }
 
+/**
+ * A stored entry, checked (a shared store is a boundary: another version of
+ * Rune, or anything else, may have written it); anything else is a miss.
+ */
+function parseStored<T>(
+  text: string | undefined,
+  valid: (value: unknown) => value is T,
+): T | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return valid(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isFinalResult(value: unknown): value is FinalResult {
+  return isRecord(value) && typeof value.model === "string" && typeof value.text === "string" &&
+    Array.isArray(value.toolCalls) && typeof value.doneReason === "string" && isRecord(value.usage);
+}
+
+function isEmbedResult(value: unknown): value is EmbedResult {
+  return isRecord(value) && typeof value.model === "string" && isRecord(value.usage) &&
+    Array.isArray(value.embeddings) &&
+    value.embeddings.every((v) => Array.isArray(v) && v.every((n) => typeof n === "number"));
+}
+
 /** Wraps `provider` with the cache in `store`. */
 export function withCache(
   provider: Provider,
@@ -79,23 +111,23 @@ export function withCache(
   }
 
   async function* complete(
-    parts: unknown[],
     request: CompletionRequest,
-    call: () => AsyncIterable<Chunk>,
+    call: { parts: unknown[]; run: () => AsyncIterable<Chunk> },
   ): AsyncGenerator<Chunk> {
+    const { parts } = call;
     if (!cacheable(request)) {
-      yield* call();
+      yield* call.run();
       return;
     }
     const key = await keyOf([provider.id, ...parts, ...completionParts(request)]);
-    const stored = await store.get(key);
+    const stored = parseStored(await store.get(key), isFinalResult);
     if (stored !== undefined) {
       events.cacheHit();
-      yield* replay(JSON.parse(stored) as FinalResult);
+      yield* replay(stored);
       return;
     }
     events.cacheMiss();
-    for await (const chunk of call()) {
+    for await (const chunk of call.run()) {
       // Kept before it is handed on, so an identical call right after finds it.
       if (chunk.type === "done") await store.set(key, JSON.stringify(chunk.result));
       yield chunk;
@@ -113,17 +145,15 @@ export function withCache(
     showModel: (model: string, o?: CallOptions) => provider.showModel(model, o),
     ping: (o?: CallOptions) => provider.ping(o),
     generate: (request: GenerateRequest, o?: CallOptions) =>
-      complete(
-        ["generate", request.prompt, request.system ?? null, request.images ?? null],
-        request,
-        () => provider.generate(request, o),
-      ),
+      complete(request, {
+        parts: ["generate", request.prompt, request.system ?? null, request.images ?? null],
+        run: () => provider.generate(request, o),
+      }),
     chat: (request: ChatRequest, o?: CallOptions) =>
-      complete(
-        ["chat", request.messages, request.tools ?? null],
-        request,
-        () => provider.chat(request, o),
-      ),
+      complete(request, {
+        parts: ["chat", request.messages, request.tools ?? null],
+        run: () => provider.chat(request, o),
+      }),
     async embed(request: EmbedRequest, o?: CallOptions): Promise<EmbedResult> {
       const key = await keyOf([
         provider.id,
@@ -133,10 +163,10 @@ export function withCache(
         request.truncate ?? null,
         request.providerOptions ?? null,
       ]);
-      const stored = await store.get(key);
+      const stored = parseStored(await store.get(key), isEmbedResult);
       if (stored !== undefined) {
         events.cacheHit();
-        return { ...(JSON.parse(stored) as EmbedResult), cached: true };
+        return { ...stored, cached: true };
       }
       events.cacheMiss();
       const result = await provider.embed(request, o);

@@ -526,7 +526,11 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
   async function listModels(options: CallOptions = {}): Promise<ModelInfo[]> {
     const listed = await Promise.allSettled(
       all.map((h) =>
-        h.up === false ? Promise.reject(new Error(h.error)) : h.provider.listModels(options)
+        h.up === false
+          ? Promise.reject(
+            new PoolUnavailableError("other", `${h.address} is down: ${h.error ?? "no answer"}`),
+          )
+          : h.provider.listModels(options)
       ),
     );
     const merged = new Map<string, ModelInfo>();

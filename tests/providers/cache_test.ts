@@ -138,3 +138,26 @@ Deno.test("cache: the memory store holds at most its bytes, least recently used 
   assert.equal(await store.get("big"), undefined);
   assert.equal(store.bytes(), 40);
 });
+
+Deno.test("cache: an entry that is not a result (another writer, a corrupt value) is a miss", async () => {
+  const double = await startOllamaDouble();
+  const inner = createMemoryCacheStore();
+  const values = ["not json", '{"model":1}', '{"model":"m","usage":{},"embeddings":[["x"]]}'];
+  let i = 0;
+  const store = { ...inner, get: () => Promise.resolve(values[i++ % values.length]) };
+  const provider = withCache(createOllamaProvider({ baseUrl: double.url }), store);
+  try {
+    for (let n = 0; n < values.length; n++) {
+      const result = await provider.embed({ model: "all-minilm", input: "x" });
+      assert.equal(result.cached, undefined);
+      assert.equal(result.embeddings[0].length, 384);
+    }
+    const generated = await collect(
+      provider.generate({ model: "llama3.2", prompt: "p", cache: true }),
+    );
+    assert.equal(generated.cached, undefined);
+    assert.equal(count(double, "/api/embed"), 3);
+  } finally {
+    await double.close();
+  }
+});
