@@ -360,7 +360,9 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     ? (await import("../metrics/prometheus.ts")).createPrometheusMetrics()
     : undefined;
   const events = metrics ?? NO_EVENTS;
-  const { providers: built, config } = loadProviders(values, { common: { events, log } });
+  const { providers: built, config } = loadProviders(values, {
+    common: { ...(metrics && { events: metrics }), log },
+  });
   const toolSet = toolSetFlag(values.tools) ?? config.tools ?? "all";
   // Cache, limits, fallbacks and Redis; long calls run as tasks (in Redis with --redis).
   const fleet = setupFleet({ values, config, providers: built, events, log });

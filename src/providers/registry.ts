@@ -243,7 +243,11 @@ function create(
       ...(entry.headers && { headers: entry.headers }),
       ...(entry.models && { models: entry.models }),
     }, options.common);
-    return { address: hostPort(baseUrl), provider: observed(provider, events) };
+    // Metrics wrap each host (no wrapper, no per-chunk cost, when nothing listens).
+    return {
+      address: hostPort(baseUrl),
+      provider: options.common.events ? observed(provider, events) : provider,
+    };
   });
   const provider = hosts.length === 1 ? hosts[0].provider : createPool(hosts, {
     events,
