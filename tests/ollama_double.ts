@@ -132,8 +132,11 @@ export interface OllamaDouble {
   readonly peakOpenStreams: number;
   /** Delay between streamed tokens in milliseconds; may be changed at runtime. */
   tokenDelayMs: number;
-  /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags requests. */
-  failNext(fault: Fault, times?: number): void;
+  /**
+   * Applies `fault` to the next `times` (default 1) generate/chat/embed/tags requests, or only
+   * to those to `path` (e.g. `/api/generate`) when given.
+   */
+  failNext(fault: Fault, times?: number, path?: string): void;
   /** Answers the next `times` (default 1) generate/chat requests with `script` instead of the echo. */
   scriptNext(script: Script, times?: number): void;
   /** Resolves once `openStreams === n`; rejects when `signal` aborts. */
@@ -224,7 +227,7 @@ interface State {
   openStreams: number;
   streamsStarted: number;
   peakOpenStreams: number;
-  faults: { fault: Fault; remaining: number }[];
+  faults: { fault: Fault; remaining: number; path?: string }[];
   streams: Set<StreamHandle>;
   sleeps: Set<() => void>;
   loaded: Map<string, number>;
@@ -1482,11 +1485,14 @@ function handleShow(state: State, raw: string): Response {
 // ---------------------------------------------------------------------------
 // Faults
 
-function takeFault(state: State): Fault | undefined {
-  const head = state.faults[0];
-  if (!head) return undefined;
-  if (--head.remaining <= 0) state.faults.shift();
-  return head.fault;
+function takeFault(state: State, path: string): Fault | undefined {
+  // The first fault for this path (or for any path); background requests to other paths
+  // (a client's health checks) leave a fault meant for generations alone.
+  const index = state.faults.findIndex((f) => f.path === undefined || f.path === path);
+  if (index < 0) return undefined;
+  const entry = state.faults[index];
+  if (--entry.remaining <= 0) state.faults.splice(index, 1);
+  return entry.fault;
 }
 
 function faultChunk(path: string, body: Json, token: string): Json {
@@ -1653,7 +1659,7 @@ async function handle(state: State, request: Request): Promise<Response> {
   if (!methods) return textResponse(404, "404 page not found");
   if (!methods.includes(request.method)) return textResponse(405, "405 method not allowed");
   const normal = (c: Ctx) => route(state, c, request.method, path, raw);
-  const fault = FAULTABLE.has(path) ? takeFault(state) : undefined;
+  const fault = FAULTABLE.has(path) ? takeFault(state, path) : undefined;
   try {
     return fault ? await faultResponse(state, ctx, fault, path, raw, normal) : await normal(ctx);
   } catch (e) {
@@ -1749,8 +1755,8 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     set tokenDelayMs(ms: number) {
       state.tokenDelayMs = ms;
     },
-    failNext(fault: Fault, times = 1) {
-      if (times > 0) state.faults.push({ fault, remaining: times });
+    failNext(fault: Fault, times = 1, path?: string) {
+      if (times > 0) state.faults.push({ fault, remaining: times, ...(path && { path }) });
     },
     scriptNext(script: Script, times = 1) {
       if (times > 0) state.scripts.push({ script, remaining: times });

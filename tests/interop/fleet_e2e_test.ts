@@ -121,7 +121,7 @@ Deno.test("one Rune over three hosts: hosts listed, no call lost to a failing or
     assert.deepEqual(hostsOf["qwen3:latest"], [a.host, b.host, c.host]);
 
     // A fails before its first token: B answers, once.
-    a.failNext({ kind: "status", status: 500, error: "runner crashed" });
+    a.failNext({ kind: "status", status: 500, error: "runner crashed" }, 1, "/api/generate");
     const first = await call(url, {
       name: "ai_ollama_generate",
       args: { model: "llama3.2", prompt: "one" },
@@ -228,7 +228,7 @@ Deno.test("a host failing after the first token: the client sees the text once, 
   const client = new Client({ name: "fleet-e2e", version: "1" });
   await client.connect(new WebSocketTransport(daemon.wsUrl));
   try {
-    a.failNext({ kind: "drop", afterTokens: 2 });
+    a.failNext({ kind: "drop", afterTokens: 2 }, 1, "/api/generate");
     const deltas: string[] = [];
     const result = await client.callTool(
       { name: "ai_ollama_generate", arguments: { model: "llama3.2", prompt: "one two three" } },

@@ -166,7 +166,7 @@ Deno.test("pool: a host failing before the first token is replaced transparently
         { kind: "non-json", body: "<html>bad gateway</html>" },
       ] as const
     ) {
-      a.failNext(fault);
+      a.failNext(fault, 1, "/api/generate");
       const { texts, final } = await generate(pool, { model: "llama3.2", prompt: "one two three" });
       assert.equal(texts.join(""), "Echo: one two three", `${fault.kind}: the text once`);
       assert.equal(final, "Echo: one two three");
@@ -188,7 +188,7 @@ Deno.test("pool: a failure after the first token is a clear error, not a second 
   try {
     await pool.refresh();
     const bBefore = generations(b);
-    a.failNext({ kind: "drop", afterTokens: 2 });
+    a.failNext({ kind: "drop", afterTokens: 2 }, 1, "/api/generate");
     const texts: string[] = [];
     await assert.rejects(
       (async () => {
@@ -253,7 +253,7 @@ Deno.test("pool: a host that comes back is routed to again", async () => {
 });
 
 Deno.test("pool: 50 concurrent calls never run more than 4 at once on a host", async () => {
-  const doubles = await Promise.all([0, 1].map(() => startOllamaDouble({ tokenDelayMs: 5 })));
+  const doubles = await Promise.all([0, 1].map(() => startOllamaDouble({ tokenDelayMs: 20 })));
   const pool = poolOf(doubles);
   try {
     await pool.refresh();
