@@ -88,6 +88,7 @@ Deno.test("pool: a call goes to the host that has the model", async () => {
   const b = await startOllamaDouble({ models: [QWEN] });
   const pool = poolOf([a, b]);
   try {
+    await pool.refresh();
     assert.equal((await generate(pool, { model: "qwen3" })).final, "Echo: hello there");
     assert.equal((await generate(pool, { model: "llama3.2" })).final, "Echo: hello there");
     assert.equal((await generate(pool, { model: "qwen3:latest" })).final, "Echo: hello there");
@@ -132,6 +133,7 @@ Deno.test("pool: calls go around a host that is down", async () => {
   const changes: HostState[] = [];
   const pool = poolOf([dead, live], { onHostChange: (s) => changes.push(s) });
   try {
+    await pool.refresh();
     for (let i = 0; i < 3; i++) assert.equal((await generate(pool)).final, "Echo: hello there");
     assert.equal(generations(live), 3);
     const [deadState, liveState] = pool.hosts();
