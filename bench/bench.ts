@@ -46,6 +46,7 @@ import {
   spawnRuneStdio,
   startRune,
 } from "./scenarios.ts";
+import { type FleetPlan, fleetSection, renderFleet } from "./fleet.ts";
 import { renderResults, type Results } from "./report.ts";
 import { sleep } from "./stats.ts";
 
@@ -75,6 +76,8 @@ export interface Plan {
   stormClients: number;
   /** How long the storm waits after each wave before reading RSS, ms. */
   stormSettleMs: number;
+  /** The fleet section's counts. */
+  fleet: FleetPlan;
 }
 
 const FULL: Plan = {
@@ -90,6 +93,7 @@ const FULL: Plan = {
   coldStarts: 20,
   stormClients: 200,
   stormSettleMs: 5_000,
+  fleet: { rounds: 1_000, failovers: 200, throughputMs: 5_000 },
 };
 
 const QUICK: Plan = {
@@ -105,6 +109,7 @@ const QUICK: Plan = {
   coldStarts: 3,
   stormClients: 50,
   stormSettleMs: 1_000,
+  fleet: { rounds: 200, failovers: 40, throughputMs: 1_000 },
 };
 
 /** The daemon's default --high-water-mark, used for the target check. */
@@ -299,12 +304,42 @@ async function coldStartSection(
   };
 }
 
+/** Runs only the fleet section (`--section fleet`) and returns its Markdown. */
+export async function runFleetBench(plan: Plan, outFile?: string): Promise<string> {
+  const cleanup = new Cleanup();
+  try {
+    const double = await startService("tests/ollama_double.ts", ["--allow-net=127.0.0.1"], [
+      "--port",
+      "0",
+    ]);
+    cleanup.add(() => double.stop());
+    const fleet = await fleetSection(plan.fleet, {
+      double,
+      daemon: (extra) => daemon(cleanup, double.host, extra),
+      cleanup: (step) => cleanup.add(step),
+      log,
+    });
+    const markdown = [
+      "# Rune benchmark: fleet section",
+      "",
+      ...(await describeMachine()).map((line) => `- ${line}`),
+      "",
+      renderFleet(fleet),
+    ].join("\n");
+    if (outFile !== undefined) await Deno.writeTextFile(outFile, markdown);
+    return markdown;
+  } finally {
+    await cleanup.run();
+  }
+}
+
 /** Runs the whole benchmark and returns its Markdown, also written to `outFile` if given. */
 export async function runBench(plan: Plan, outFile?: string): Promise<string> {
   const cleanup = new Cleanup();
   const results = { machine: await describeMachine() } as Results;
   const started = performance.now();
   const loadBefore = await loadAverage();
+  let fleet: Awaited<ReturnType<typeof fleetSection>>;
   try {
     log("preparing the peer (ollama-mcp)");
     const peerCommand = await preparePeer();
@@ -327,12 +362,18 @@ export async function runBench(plan: Plan, outFile?: string): Promise<string> {
     await stormSection(plan, cleanup, results);
     await streamingSections(plan, emitter, cleanup, results);
     await coldStartSection(plan, double, peerCommand, results);
+    fleet = await fleetSection(plan.fleet, {
+      double,
+      daemon: (extra) => daemon(cleanup, double.host, extra),
+      cleanup: (step) => cleanup.add(step),
+      log,
+    });
   } finally {
     await cleanup.run();
   }
   results.durationSeconds = (performance.now() - started) / 1000;
   results.loadAverage = [loadBefore, await loadAverage()];
-  const markdown = renderResults(results);
+  const markdown = `${renderResults(results)}\n${renderFleet(fleet)}`;
   if (outFile !== undefined) await Deno.writeTextFile(outFile, markdown);
   return markdown;
 }
@@ -343,12 +384,23 @@ export const DEFAULT_OUT = "bench/out/RESULTS.md";
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { quick: { type: "boolean" }, out: { type: "string" } },
+    options: {
+      quick: { type: "boolean" },
+      out: { type: "string" },
+      section: { type: "string" },
+    },
   });
+  if (values.section !== undefined && values.section !== "fleet") {
+    console.error(`--section takes "fleet" (the only section that runs alone)`);
+    Deno.exit(2);
+  }
   // The tracked bench/RESULTS.md changes only on purpose: --out bench/RESULTS.md.
   const out = values.out ?? (values.quick ? undefined : DEFAULT_OUT);
   if (out?.includes("/")) await Deno.mkdir(out.slice(0, out.lastIndexOf("/")), { recursive: true });
-  const markdown = await runBench(values.quick ? QUICK : FULL, out);
+  const plan = values.quick ? QUICK : FULL;
+  const markdown = values.section === "fleet"
+    ? await runFleetBench(plan, out)
+    : await runBench(plan, out);
   console.log(markdown);
   log(out ? `wrote ${out}` : "quick run: nothing written (--out FILE writes it)");
 }

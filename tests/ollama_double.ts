@@ -138,12 +138,17 @@ export interface OllamaDouble {
   readonly openStreams: number;
   /** Streaming responses started since the double started. */
   readonly streamsStarted: number;
+  /** The most streaming responses ever open at once. */
+  readonly peakOpenStreams: number;
   /** Delay between streamed tokens in milliseconds; may be changed at runtime. */
   tokenDelayMs: number;
   /** Names of the installed models (as `/api/tags` lists them), in order. */
   readonly installed: string[];
-  /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags/pull requests. */
-  failNext(fault: Fault, times?: number): void;
+  /**
+   * Applies `fault` to the next `times` (default 1) generate/chat/embed/tags/pull requests, or
+   * only to those to `path` (e.g. `/api/generate`) when given.
+   */
+  failNext(fault: Fault, times?: number, path?: string): void;
   /** Answers the next `times` (default 1) generate/chat requests with `script` instead of the echo. */
   scriptNext(script: Script, times?: number): void;
   /** Resolves once `openStreams === n`; rejects when `signal` aborts. */
@@ -246,7 +251,8 @@ interface State {
   requests: RecordedRequest[];
   openStreams: number;
   streamsStarted: number;
-  faults: { fault: Fault; remaining: number }[];
+  peakOpenStreams: number;
+  faults: { fault: Fault; remaining: number; path?: string }[];
   streams: Set<StreamHandle>;
   sleeps: Set<() => void>;
   loaded: Map<string, number>;
@@ -897,6 +903,7 @@ function managedStream(
   if (ctx.countStream) {
     state.openStreams++;
     state.streamsStarted++;
+    state.peakOpenStreams = Math.max(state.peakOpenStreams, state.openStreams);
     notifyStreams(state);
   }
   return new ReadableStream<Uint8Array>({
@@ -1654,11 +1661,14 @@ function handleDelete(state: State, raw: string): Response {
 // ---------------------------------------------------------------------------
 // Faults
 
-function takeFault(state: State): Fault | undefined {
-  const head = state.faults[0];
-  if (!head) return undefined;
-  if (--head.remaining <= 0) state.faults.shift();
-  return head.fault;
+function takeFault(state: State, path: string): Fault | undefined {
+  // The first fault for this path (or for any path); background requests to other paths
+  // (a client's health checks) leave a fault meant for generations alone.
+  const index = state.faults.findIndex((f) => f.path === undefined || f.path === path);
+  if (index < 0) return undefined;
+  const entry = state.faults[index];
+  if (--entry.remaining <= 0) state.faults.splice(index, 1);
+  return entry.fault;
 }
 
 function faultChunk(path: string, body: Json, token: string): Json {
@@ -1842,7 +1852,7 @@ async function handle(state: State, request: Request): Promise<Response> {
   if (!methods) return textResponse(404, "404 page not found");
   if (!methods.includes(request.method)) return textResponse(405, "405 method not allowed");
   const normal = (c: Ctx) => route(state, c, request.method, path, raw);
-  const fault = FAULTABLE.has(path) ? takeFault(state) : undefined;
+  const fault = FAULTABLE.has(path) ? takeFault(state, path) : undefined;
   try {
     return fault ? await faultResponse(state, ctx, fault, path, raw, normal) : await normal(ctx);
   } catch (e) {
@@ -1894,6 +1904,7 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     requests: [],
     openStreams: 0,
     streamsStarted: 0,
+    peakOpenStreams: 0,
     faults: [],
     streams: new Set(),
     sleeps: new Set(),
@@ -1932,14 +1943,17 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     get streamsStarted() {
       return state.streamsStarted;
     },
+    get peakOpenStreams() {
+      return state.peakOpenStreams;
+    },
     get tokenDelayMs() {
       return state.tokenDelayMs;
     },
     set tokenDelayMs(ms: number) {
       state.tokenDelayMs = ms;
     },
-    failNext(fault: Fault, times = 1) {
-      if (times > 0) state.faults.push({ fault, remaining: times });
+    failNext(fault: Fault, times = 1, path?: string) {
+      if (times > 0) state.faults.push({ fault, remaining: times, ...(path && { path }) });
     },
     scriptNext(script: Script, times = 1) {
       if (times > 0) state.scripts.push({ script, remaining: times });

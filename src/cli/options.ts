@@ -13,13 +13,13 @@ import type { Config } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
 import { DEFAULT_BYTE_LIMITS, formatBytes } from "../providers/budget.ts";
 import { DEFAULT_OLLAMA_TIMEOUTS } from "../providers/ollama/mod.ts";
-import { buildProviders } from "../providers/registry.ts";
+import { buildProviders, type CommonOptions } from "../providers/registry.ts";
 import type { Provider } from "../providers/types.ts";
 
 /** Flags every command that talks to a provider accepts. */
 export const providerFlags = {
   config: { type: "string" },
-  "ollama-host": { type: "string" },
+  "ollama-host": { type: "string", multiple: true },
   "connect-timeout": { type: "string" },
   "first-token-timeout": { type: "string" },
   "idle-timeout": { type: "string" },
@@ -32,7 +32,9 @@ export const providerFlags = {
 export const PROVIDER_FLAGS_HELP = `Provider options:
   --config FILE               providers and settings (default: $RUNE_CONFIG, else
                               ~/.config/rune/config.json if it exists)
-  --ollama-host HOST          Ollama address (default: $OLLAMA_HOST, else 127.0.0.1:11434)
+  --ollama-host HOST          Ollama address (default: $OLLAMA_HOST, else 127.0.0.1:11434);
+                              repeat it for several hosts: calls go to a host that has the
+                              model (loaded first, then the least busy), with failover
   --connect-timeout SECS      wait for Ollama's reply headers (default ${
   DEFAULT_OLLAMA_TIMEOUTS.connectMs / 1000
 })
@@ -108,7 +110,13 @@ export interface ProviderSetup {
 }
 
 /** Builds the providers from parsed flags, the configuration file and the environment. */
-export function loadProviders(values: Record<string, unknown>): ProviderSetup {
+export function loadProviders(
+  values: Record<string, unknown>,
+  options: {
+    /** Metrics and logs of the providers (the daemon's). */
+    common?: Pick<CommonOptions, "events" | "log" | "pool">;
+  } = {},
+): ProviderSetup {
   const timeouts = {
     connectMs: secondsFlag(values["connect-timeout"], "connect-timeout"),
     firstTokenMs: secondsFlag(values["first-token-timeout"], "first-token-timeout"),
@@ -126,14 +134,17 @@ export function loadProviders(values: Record<string, unknown>): ProviderSetup {
     if (limits[key] === undefined) delete limits[key];
   }
   // Read first, so a start command without the permission is told about this variable.
-  const ollamaHost = (values["ollama-host"] as string | undefined) ?? env("OLLAMA_HOST");
+  const given = values["ollama-host"] as string[] | string | undefined;
+  const hosts = given === undefined ? [] : Array.isArray(given) ? given : [given];
+  const ollamaHost = hosts.length ? hosts[0] : env("OLLAMA_HOST");
   const { config, path } = loadConfig({ file: values.config as string | undefined, env });
   const providers = buildProviders({
     config,
     configPath: path,
     env,
     ollamaHost,
-    common: { timeouts, limits },
+    ...(hosts.length > 1 && { ollamaHosts: hosts }),
+    common: { timeouts, limits, ...options.common },
     // Keys and OAuth tokens from the encrypted store (rune auth), when no variable holds a key.
     storedCredential: storedCredentials({ config, env }),
   });

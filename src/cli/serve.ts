@@ -11,13 +11,17 @@
 import { RuneError, UsageError } from "../errors.ts";
 import type { ToolSet } from "../mcp/server.ts";
 import { pooledFactory } from "../mcp/instance_pool.ts";
-import { createMemoryTaskStore, type TaskStore } from "../mcp/tasks/store.ts";
+import type { ClientLimit } from "../mcp/client_limits.ts";
+import type { TaskStore } from "../mcp/tasks/store.ts";
 import { createLogger, isLogLevel, type Logger } from "../log.ts";
+import { type FleetEvents, NO_EVENTS } from "../metrics/events.ts";
+import type { PrometheusMetrics } from "../metrics/prometheus.ts";
 import type { Provider } from "../providers/types.ts";
 import { createHandler, type Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
+import { FLEET_FLAGS_HELP, fleetFlags, setupFleet } from "./fleet.ts";
 import type { Io } from "./output.ts";
 import {
   loadProviders,
@@ -70,10 +74,12 @@ Tools:
   --allow-model-management  also offer ai_ollama_pull and ai_ollama_delete, which download
                             and delete Ollama models (default off; or
                             "allow_model_management": true in the config)
+${FLEET_FLAGS_HELP}
 ${PROVIDER_FLAGS_HELP}`;
 
 const serveFlags = {
   ...providerFlags,
+  ...fleetFlags,
   stdio: { type: "boolean" },
   host: { type: "string" },
   port: { type: "string" },
@@ -217,20 +223,29 @@ interface Listener {
   server: Deno.HttpServer<Deno.NetAddr>;
 }
 
+/** What every MCP server instance of the daemon is built from. */
+interface ServeDeps {
+  providers: Provider[];
+  toolSet: ToolSet;
+  tasks: TaskStore;
+  log: Logger;
+  events: FleetEvents;
+  clientLimit?: ClientLimit;
+  /** Register the pull and delete tools. */
+  allowModelManagement: boolean;
+}
+
 /** Starts the network listener from the parsed flags. */
 async function listen(
   values: Record<string, unknown>,
-  { providers, toolSet, tasks, log, stdioSessions, allowModelManagement }: {
-    providers: Provider[];
-    toolSet: ToolSet;
-    tasks: TaskStore;
-    log: Logger;
-    /** Register the pull and delete tools. */
-    allowModelManagement: boolean;
+  deps: ServeDeps & {
     /** Number of stdio sessions, for `/healthz`. */
     stdioSessions: () => number;
+    metrics?: PrometheusMetrics;
+    fleetHealth: () => Record<string, unknown>;
   },
 ): Promise<Listener> {
+  const { providers, log, stdioSessions } = deps;
   const hostname = (values.host as string | undefined) ?? "127.0.0.1";
   const port = intFlag(values.port, "port", DEFAULT_PORT);
   if (port > 65535) throw new UsageError(`--port must be at most 65535`);
@@ -243,16 +258,15 @@ async function listen(
   const { factory } = pooledFactory(async (ctx) => {
     // Loaded with the first session: an idle daemon stays small.
     const { createMcpServer, ownerOf } = await import("../mcp/server.ts");
-    return createMcpServer({ providers, tools: toolSet, log, tasks, allowModelManagement }, {
-      era: ctx.era,
-      owner: ownerOf(ctx),
-    });
+    return createMcpServer(mcpDeps(deps), { era: ctx.era, owner: ownerOf(ctx) });
   });
   const handler = createHandler({
     factory,
     providers,
     log,
     stdioSessions,
+    ...(deps.metrics && { metrics: deps.metrics }),
+    fleetHealth: deps.fleetHealth,
     security: {
       hostname,
       allowedOrigins: values["allow-origin"] as string[] | undefined,
@@ -303,29 +317,33 @@ async function listen(
   return { handler, server };
 }
 
+/** The MCP server dependencies from the daemon's. */
+function mcpDeps(deps: ServeDeps): import("../mcp/server.ts").McpServerDeps {
+  return {
+    providers: deps.providers,
+    tools: deps.toolSet,
+    log: deps.log,
+    tasks: deps.tasks,
+    events: deps.events,
+    allowModelManagement: deps.allowModelManagement,
+    ...(deps.clientLimit && { clientLimit: deps.clientLimit }),
+  };
+}
+
 /** Loads the MCP server and the stdio transport, then serves stdio until it ends. */
 async function serveStdioSession(
-  deps: {
-    providers: Provider[];
-    toolSet: ToolSet;
-    tasks: TaskStore;
-    log: Logger;
-    allowModelManagement: boolean;
-  },
+  deps: ServeDeps,
   options: import("../transports/stdio.ts").StdioOptions,
 ): Promise<void> {
-  const { providers, toolSet, tasks, log, allowModelManagement } = deps;
+  const { log } = deps;
   const [{ createServerFactory }, { serveStdio }] = await Promise.all([
     import("../mcp/server.ts"),
     import("../transports/stdio.ts"),
   ]);
-  await serveStdio(
-    createServerFactory({ providers, tools: toolSet, log, tasks, allowModelManagement }),
-    {
-      ...options,
-      onError: (error) => log("debug", `stdio: ${error.message}`),
-    },
-  );
+  await serveStdio(createServerFactory(mcpDeps(deps)), {
+    ...options,
+    onError: (error) => log("debug", `stdio: ${error.message}`),
+  });
 }
 
 /** Runs `rune serve`; resolves to the exit code once the daemon stopped. */
@@ -343,15 +361,35 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     throw new UsageError(`--log-level must be debug, info, warning, error or silent`);
   }
   const log = createLogger({ level });
-  const { providers, config } = loadProviders(values);
+  const metricsMode = (values.metrics as string | undefined) ?? "on";
+  if (metricsMode !== "on" && metricsMode !== "off") {
+    throw new UsageError(`--metrics must be on or off, got ${JSON.stringify(metricsMode)}`);
+  }
+  const metrics = metricsMode === "on"
+    ? (await import("../metrics/prometheus.ts")).createPrometheusMetrics()
+    : undefined;
+  const events = metrics ?? NO_EVENTS;
+  const { providers: built, config } = loadProviders(values, {
+    common: { ...(metrics && { events: metrics }), log },
+  });
   const toolSet = toolSetFlag(values.tools) ?? config.tools ?? "all";
   const allowModelManagement = Boolean(values["allow-model-management"]) ||
     config.allow_model_management === true;
   if (allowModelManagement) {
     log("info", "model management is on: clients may pull and delete Ollama models");
   }
-  // Long calls run as tasks for clients that support them; results are kept for their TTL.
-  const tasks = createMemoryTaskStore();
+  // Cache, limits, fallbacks and Redis; long calls run as tasks (in Redis with --redis).
+  const fleet = setupFleet({ values, config, providers: built, events, log });
+  const { providers, tasks, clientLimit } = fleet;
+  const deps: ServeDeps = {
+    providers,
+    toolSet,
+    tasks,
+    log,
+    events,
+    allowModelManagement,
+    ...(clientLimit && { clientLimit }),
+  };
   const useStdio = Boolean(values.stdio);
   const useNetwork = !useStdio || values.port !== undefined || values.host !== undefined;
   const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
@@ -366,16 +404,22 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   try {
     const network = useNetwork
       ? await listen(values, {
-        providers,
-        toolSet,
-        tasks,
-        log,
+        ...deps,
         stdioSessions: () => stdioTransport ? 1 : 0,
-        allowModelManagement,
+        ...(metrics && { metrics }),
+        fleetHealth: () => fleet.health(),
       })
       : undefined;
+    metrics?.watch({
+      sessions: () => ({
+        stdio: stdioTransport ? 1 : 0,
+        ...(network?.handler.sessions() ?? { websocket: 0, http: 0 }),
+      }),
+      hosts: () => fleet.hostGauges(),
+      cacheBytes: () => fleet.cacheBytes(),
+    });
     const stdioDone = useStdio
-      ? serveStdioSession({ providers, toolSet, tasks, log, allowModelManagement }, {
+      ? serveStdioSession(deps, {
         signal: stopStdio.signal,
         maxMessageSize: intFlag(
           values["max-message-bytes"],
@@ -412,6 +456,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     if (network) await settleWithin(network.server.shutdown(), graceMs);
     await stdioDone;
     await pinged;
+    await fleet.close();
     log("info", "stopped");
     return 0;
   } finally {

@@ -4,8 +4,10 @@
  *
  * The file is a JSON object (comments allowed) that declares providers
  * beyond the zero-config ones: `{ "providers": [ { "id", "type",
- * "base_url", "api_key_env", "headers", "models", "auth" } ] }`. Unknown keys
- * are errors that name the key, so a typo never silently does nothing.
+ * "base_url" or "hosts", "api_key_env", "headers", "models", "auth", "rpm",
+ * "tpm", "max_in_flight_per_host" } ] }`, and the fleet settings:
+ * `"fallbacks"`, `"redis"`, `"cache"`, `"rate_limit"`. Unknown keys are
+ * errors that name the key, so a typo never silently does nothing.
  *
  * @module
  */
@@ -48,6 +50,12 @@ const authSchema = z.object({
   resource: z.string().optional(),
 }).strict();
 
+/** Most hosts of one provider. */
+export const MAX_HOSTS = 64;
+
+/** `N/s`, `N/m` or `N/h`: a rate. */
+export const RATE_PATTERN = /^([1-9][0-9]{0,8})\/(s|m|h)$/;
+
 /** One provider entry of the file. */
 export const providerConfigSchema = z.object({
   id: z.string().regex(PROVIDER_ID, {
@@ -69,6 +77,20 @@ export const providerConfigSchema = z.object({
     "Models to list (and the only ones listed when the server cannot list its own).",
   ),
   auth: authSchema.optional().describe("Sign-in with OAuth (see rune auth login)."),
+  hosts: z.array(z.string().min(1)).min(1).max(MAX_HOSTS).optional().describe(
+    "Several hosts serving this provider (instead of base_url): calls go to a host that has " +
+      'the model, with failover. Ollama takes its own forms ("gpu-1:11434"); others take URLs.',
+  ),
+  max_in_flight_per_host: z.number().int().min(1).max(1024).optional().describe(
+    "Most calls running on one host at once (default 4, like OLLAMA_NUM_PARALLEL).",
+  ),
+  rpm: z.number().int().min(1).optional().describe(
+    "Requests per minute Rune sends this provider at most (shared across instances with redis).",
+  ),
+  tpm: z.number().int().min(1).optional().describe(
+    "Tokens per minute (prompt + completion) this provider may use; a call waits for none: " +
+      "once the minute's tokens are used, calls are refused until the next minute.",
+  ),
 }).strict();
 
 /** The whole file. */
@@ -81,6 +103,31 @@ export const configSchema = z.object({
   allow_model_management: z.boolean().optional().describe(
     "Also register the tools that pull and delete Ollama models (as --allow-model-management).",
   ),
+  fallbacks: z.record(
+    z.string().regex(/^[^/]+\/.+$/, { error: 'expected "<provider>/<model>"' }),
+    z.array(z.string().regex(/^[^/]+\/.+$/, { error: 'expected "<provider>/<model>"' })).min(1)
+      .max(8),
+  ).optional().describe(
+    "Models that answer when a model is rate limited, overloaded or down before its first " +
+      'token, e.g. {"anthropic/claude-sonnet-4-6": ["openai/gpt-4.1", "ollama/llama3.2"]}.',
+  ),
+  redis: z.string().regex(/^rediss?:\/\//, { error: "expected a redis:// or rediss:// URL" })
+    .optional().describe(
+      "Redis shared by several Rune instances: cache, rate limits and tasks (--redis wins).",
+    ),
+  cache: z.object({
+    store: z.enum(["memory", "off"]).optional().describe(
+      '"memory" (default; shared through redis when set) or "off" (--cache wins).',
+    ),
+    max_bytes: z.number().int().min(1).optional().describe(
+      "Largest size of the in-memory cache in bytes (default 64 MiB; --cache-max-bytes wins).",
+    ),
+    ttl_seconds: z.number().int().min(1).optional().describe(
+      "How long an entry is kept in Redis (default 86400).",
+    ),
+  }).strict().optional(),
+  rate_limit: z.string().regex(RATE_PATTERN, { error: 'expected "N/s", "N/m" or "N/h"' })
+    .optional().describe("Requests per client (token, or session): --rate-limit wins."),
 }).strict();
 
 /** A provider entry's `auth` block. */

@@ -14,6 +14,7 @@
 
 import type { ServerContext } from "@modelcontextprotocol/server";
 import type { Chunk, FinalResult } from "../providers/types.ts";
+import { firstTokenOf } from "./call_metrics.ts";
 import { flowOf } from "./flow.ts";
 import { createProgressStream, type ProgressCounter } from "./progress.ts";
 
@@ -45,7 +46,7 @@ export async function relay(
     await ctx.mcpReq.notify({ method: "notifications/progress", params });
     await flow?.ready();
   }, { counter: options.counter, meta: options.meta });
-  let first = options.onFirstToken;
+  let first: (() => void) | undefined = options.onFirstToken ?? (() => {});
   for await (const chunk of chunks) {
     if (chunk.type === "done") {
       await progress?.flush();
@@ -55,6 +56,8 @@ export async function relay(
       if (first) {
         first();
         first = undefined;
+        // Time to first token, for the tool-call metrics.
+        firstTokenOf(ctx);
       }
       progress?.push(chunk.text, chunk.type);
     }

@@ -32,6 +32,10 @@ import { isAbortError, RuneError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { type FleetEvents, NO_EVENTS } from "../metrics/events.ts";
+import { limitData } from "../providers/limits.ts";
+import { callLabels, observeCall } from "./call_metrics.ts";
+import { type ClientLimit, installClientLimit } from "./client_limits.ts";
 import { installTasks, taskCapabilities } from "./tasks/install.ts";
 import type { TaskStore } from "./tasks/store.ts";
 import { registerCompareTool } from "./tools/compare_tools.ts";
@@ -65,6 +69,10 @@ export interface McpServerDeps {
    * @default false
    */
   allowModelManagement?: boolean;
+  /** Tool-call metrics (outcome, duration, time to first token). Default: none. */
+  events?: FleetEvents;
+  /** The per-client rate limit (`--rate-limit`); without one, none. */
+  clientLimit?: ClientLimit;
 }
 
 /** What one server instance serves. */
@@ -164,6 +172,9 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
   );
 
   const long = new Set<string>();
+  const events = deps.events ?? NO_EVENTS;
+  const ids = deps.providers.map((p) => p.id);
+  const owner = instance.owner ?? `session:${crypto.randomUUID()}`;
   const register: Register = (name, config: ToolConfig, run) => {
     const registered = server.registerTool(name, {
       title: config.title,
@@ -171,21 +182,29 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
       inputSchema: objectSchema(config.input, true),
       outputSchema: objectSchema(config.output, false),
       annotations: config.annotations,
-    }, async (args: Record<string, unknown>, ctx: ServerContext): Promise<CallToolResult> => {
-      try {
-        return await run(args, ctx);
-      } catch (error) {
-        if (error instanceof RuneError) {
-          log("info", `${name} failed: ${error.message}`);
-          return { content: [{ type: "text", text: error.message }], isError: true };
+    }, (args: Record<string, unknown>, ctx: ServerContext): Promise<CallToolResult> =>
+      // Metrics: outcome, duration and time to first token of every call (call_metrics.ts).
+      observeCall(ctx, async () => {
+        try {
+          return await run(args, ctx);
+        } catch (error) {
+          if (error instanceof RuneError) {
+            log("info", `${name} failed: ${error.message}`);
+            // A rate-limit refusal tells the client which limit and when to retry.
+            const limited = limitData(error);
+            return {
+              content: [{ type: "text", text: error.message }],
+              ...(limited && { structuredContent: limited }),
+              isError: true,
+            };
+          }
+          // A cancelled request gets no reply (the SDK drops it); a bug is logged with its stack.
+          if (!isAbortError(error) && !ctx.mcpReq.signal.aborted) {
+            log("error", `${name} crashed: ${(error as Error)?.stack ?? error}`);
+          }
+          throw error;
         }
-        // A cancelled request gets no reply (the SDK drops it); a bug is logged with its stack.
-        if (!isAbortError(error) && !ctx.mcpReq.signal.aborted) {
-          log("error", `${name} crashed: ${(error as Error)?.stack ?? error}`);
-        }
-        throw error;
-      }
-    });
+      }, { events, labels: callLabels({ tool: name, args }, ids) }));
     if (config.long && deps.tasks) {
       long.add(name);
       // Listed as task-capable (2025-11-25 tools/list); the SDK has no registration option.
@@ -206,9 +225,17 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
     installTasks(server, {
       store: deps.tasks,
       era,
-      owner: instance.owner ?? `session:${crypto.randomUUID()}`,
+      owner,
       tools: long,
       log: (level, text) => log(level, text),
+    });
+  }
+  // Last, so the per-client limit runs before everything else (task creation included).
+  if (deps.clientLimit) {
+    installClientLimit(server, deps.clientLimit, {
+      owner,
+      events,
+      labels: (tool, args) => callLabels({ tool, args }, ids),
     });
   }
   return server;

@@ -21,9 +21,14 @@ import type { ByteLimits } from "./budget.ts";
 import { type CredentialSource, fixedCredential } from "./credential.ts";
 import type { Timeouts } from "./deadline.ts";
 import { createAnthropicProvider } from "./anthropic/mod.ts";
+import type { Logger } from "../log.ts";
+import { type FleetEvents, NO_EVENTS } from "../metrics/events.ts";
 import { createOllamaProvider } from "./ollama/mod.ts";
+import { normalizeModelName } from "./ollama/convert.ts";
 import { createOpenAiProvider } from "./openai/mod.ts";
 import { parseOllamaHost } from "./ollama_host.ts";
+import { observed } from "./observed.ts";
+import { createPool, type PoolOptions } from "./pool.ts";
 import type { Provider } from "./types.ts";
 
 /** What every provider is created with, from the flags. */
@@ -34,6 +39,12 @@ export interface CommonOptions {
   limits?: Partial<ByteLimits>;
   /** The `fetch` to use (tests). */
   fetch?: typeof fetch;
+  /** Where upstream tokens, errors, retries and failovers are reported (metrics). */
+  events?: FleetEvents;
+  /** Diagnostics of host pools (hosts going down and up). */
+  log?: Logger;
+  /** Pool tuning beyond the configuration (health intervals, in tests and benchmarks). */
+  pool?: PoolOptions;
 }
 
 /** A provider entry with everything resolved. */
@@ -68,6 +79,8 @@ export interface RegistryEntry {
   needsKey: boolean;
   /** Creates the provider. */
   create(resolved: ResolvedProvider, common: CommonOptions): Provider;
+  /** When two model names are the same model (for routing across hosts); default: equal. */
+  modelKey?: (name: string) => string;
 }
 
 /** The registry: one entry per provider type. */
@@ -78,6 +91,7 @@ export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
     defaultBaseUrl: "http://127.0.0.1:11434",
     baseUrlEnv: "OLLAMA_HOST",
     needsKey: false,
+    modelKey: normalizeModelName,
     create: (resolved, common) =>
       createOllamaProvider({
         id: resolved.id,
@@ -105,6 +119,7 @@ export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
         ...(common.timeouts && { timeouts: common.timeouts }),
         ...(common.limits && { limits: common.limits }),
         ...(common.fetch && { fetch: common.fetch }),
+        ...(common.events && { onRetry: () => common.events!.retry(resolved.id) }),
         ...(resolved.id !== "anthropic" &&
           { addressSetting: `the base_url of provider "${resolved.id}"` }),
       }),
@@ -128,6 +143,7 @@ export const REGISTRY: Partial<Record<ProviderType, RegistryEntry>> = {
         ...(common.timeouts && { timeouts: common.timeouts }),
         ...(common.limits && { limits: common.limits }),
         ...(common.fetch && { fetch: common.fetch }),
+        ...(common.events && { onRetry: () => common.events!.retry(resolved.id) }),
       }),
   },
 };
@@ -140,8 +156,10 @@ export interface BuildOptions {
   configPath?: string;
   /** Reads an environment variable (undefined when unset or not allowed). */
   env: (name: string) => string | undefined;
-  /** `--ollama-host`, if given. */
+  /** `--ollama-host`, if given once. */
   ollamaHost?: string;
+  /** `--ollama-host` given several times: one Ollama provider over all of them. */
+  ollamaHosts?: string[];
   /** Deadlines, budgets, fetch. */
   common?: CommonOptions;
   /** Extra credential lookup (the credential store), tried when no variable holds a key. */
@@ -196,26 +214,75 @@ function create(
     );
   }
   const zeroConfig = !(options.config.providers ?? []).some((p) => p.id === entry.id);
-  let baseUrl = entry.base_url ??
-    (zeroConfig && registry.baseUrlEnv ? options.env(registry.baseUrlEnv) : undefined) ??
-    registry.defaultBaseUrl;
-  if (entry.type === "ollama") {
-    // OLLAMA_HOST and --ollama-host follow Ollama's own rules (host, host:port, :port, ...).
-    baseUrl = parseOllamaHost(
-      entry.base_url ?? (zeroConfig ? options.ollamaHost ?? options.env("OLLAMA_HOST") : undefined),
+  if (entry.hosts && entry.base_url) {
+    throw new ConfigError(
+      `${options.where}: provider "${entry.id}" has both base_url and hosts: give one of them.`,
     );
   }
+  let baseUrls: string[];
+  if (entry.type === "ollama") {
+    // OLLAMA_HOST and --ollama-host follow Ollama's own rules (host, host:port, :port, ...).
+    const given = entry.hosts ?? (entry.base_url !== undefined ? [entry.base_url] : undefined) ??
+      (zeroConfig
+        ? options.ollamaHosts?.length
+          ? options.ollamaHosts
+          : [options.ollamaHost ?? options.env("OLLAMA_HOST")]
+        : [undefined]);
+    baseUrls = given.map((host) => parseOllamaHost(host));
+  } else {
+    baseUrls = entry.hosts?.map((host) => checkedUrl(host, entry.id, options.where)) ?? [
+      entry.base_url ??
+        (zeroConfig && registry.baseUrlEnv ? options.env(registry.baseUrlEnv) : undefined) ??
+        registry.defaultBaseUrl,
+    ];
+  }
   const credential = credentialFor(entry, registry, { ...options, zeroConfig });
-  const provider = registry.create({
-    id: entry.id,
-    ...(entry.id !== entry.type && { label: entry.id }),
-    baseUrl,
-    credential,
-    ...(entry.headers && { headers: entry.headers }),
-    ...(entry.models && { models: entry.models }),
-  }, options.common);
+  const events = options.common.events ?? NO_EVENTS;
+  const hosts = baseUrls.map((baseUrl) => {
+    const provider = registry.create({
+      id: entry.id,
+      ...(entry.id !== entry.type && { label: entry.id }),
+      baseUrl,
+      credential,
+      ...(entry.headers && { headers: entry.headers }),
+      ...(entry.models && { models: entry.models }),
+    }, options.common);
+    // Metrics wrap each host (no wrapper, no per-chunk cost, when nothing listens).
+    return {
+      address: hostPort(baseUrl),
+      provider: options.common.events ? observed(provider, events) : provider,
+    };
+  });
+  const provider = hosts.length === 1 ? hosts[0].provider : createPool(hosts, {
+    events,
+    ...(options.common.log && { log: options.common.log }),
+    ...(registry.modelKey && { modelKey: registry.modelKey }),
+    ...options.common.pool,
+    ...(entry.max_in_flight_per_host && { maxInFlightPerHost: entry.max_in_flight_per_host }),
+  });
   // Where the key comes from, for "rune providers" and /healthz (never the key).
   return credential ? { ...provider, credentialSource: credential.describe } : provider;
+}
+
+/** `host:port` of a base URL, the port spelled out even when it is the scheme's default. */
+export function hostPort(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+}
+
+/** A configured host of a provider other than Ollama: an http(s) URL. */
+function checkedUrl(value: string, id: string, where: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol === "http:" || url.protocol === "https:") return value;
+  } catch {
+    // Reported below.
+  }
+  throw new ConfigError(
+    `${where}: provider "${id}" has host ${
+      JSON.stringify(value)
+    }: expected an http:// or https:// URL.`,
+  );
 }
 
 /** Where a provider's key comes from, in order: its variable, the credential store. */

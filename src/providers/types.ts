@@ -115,6 +115,11 @@ export interface CompletionRequest {
   keepAlive?: string | number;
   /** Provider-specific request fields, passed through unchanged. */
   providerOptions?: Record<string, unknown>;
+  /**
+   * Ask the response cache to keep (and reuse) this result even though it is
+   * not deterministic (the `cache: true` tool argument); providers ignore it.
+   */
+  cache?: boolean;
 }
 
 /** A single-prompt completion request. */
@@ -186,6 +191,8 @@ export interface FinalResult {
   doneReason: DoneReason;
   /** Token counts and durations. */
   usage: Usage;
+  /** Set when the result came from the response cache, not from the provider. */
+  cached?: boolean;
 }
 
 /** One piece of a streamed completion. */
@@ -203,6 +210,8 @@ export interface EmbedResult {
   embeddings: number[][];
   /** Token counts and durations. */
   usage: Usage;
+  /** Set when the result came from the response cache, not from the provider. */
+  cached?: boolean;
 }
 
 /** A model the provider can serve. */
@@ -228,6 +237,8 @@ export interface ModelInfo {
     /** Bytes of it held in GPU memory. */
     sizeVram?: number;
   };
+  /** The hosts (`host:port`) that have it, when the provider spreads over several hosts. */
+  hosts?: string[];
 }
 
 /** Details of one model, from the provider's "show" call. */

@@ -99,6 +99,10 @@ export interface HandlerDeps {
   log?: Logger;
   /** Number of stdio sessions, for `/healthz`. */
   stdioSessions?: () => number;
+  /** The metrics served at `GET /metrics` (Prometheus text); without them, 404. */
+  metrics?: { render(): Promise<string>; readonly contentType: string };
+  /** More of `/healthz` for token holders: hosts of pooled providers, the cache store. */
+  fleetHealth?: () => Record<string, unknown>;
 }
 
 /** The handler and the controls the daemon needs around it. */
@@ -176,8 +180,22 @@ export function createHandler(deps: HandlerDeps): Handler {
         stdio: deps.stdioSessions?.() ?? 0,
       };
       body.providers = await probeProviders();
+      Object.assign(body, deps.fleetHealth?.());
     }
     return new Response(JSON.stringify(body), { headers: JSON_HEADERS });
+  }
+
+  /**
+   * `GET /metrics`: like `/healthz` it needs no Origin and refuses a foreign Host; with tokens
+   * configured it answers token holders only (failures count like any other).
+   */
+  async function metrics(request: Request, address: string): Promise<Response> {
+    const identity = await authorize(request, address, "/metrics");
+    if (identity instanceof Response) return identity;
+    const text = await deps.metrics!.render();
+    return new Response(request.method === "HEAD" ? null : text, {
+      headers: { "content-type": deps.metrics!.contentType },
+    });
   }
 
   async function upgrade(request: Request, identity: Identity): Promise<Response> {
@@ -314,6 +332,15 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (url.pathname === "/healthz") {
       if (request.method === "GET" || request.method === "HEAD") return await health(request);
       return new Response("Method not allowed: use GET /healthz\n", {
+        status: 405,
+        headers: { allow: "GET, HEAD" },
+      });
+    }
+    if (url.pathname === "/metrics" && deps.metrics) {
+      if (request.method === "GET" || request.method === "HEAD") {
+        return await metrics(request, address);
+      }
+      return new Response("Method not allowed: use GET /metrics\n", {
         status: 405,
         headers: { allow: "GET, HEAD" },
       });

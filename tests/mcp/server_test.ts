@@ -118,6 +118,7 @@ for (const era of ["legacy", "modern"] as const) {
         think: "any",
         keep_alive: "any",
         provider_options: "object",
+        cache: "boolean",
       });
       assert.deepEqual(generate.inputSchema.required, ["model", "prompt"]);
       assert.equal(
@@ -130,6 +131,7 @@ for (const era of ["legacy", "modern"] as const) {
         thinking: "string",
         done_reason: "string",
         usage: "object",
+        cached: "boolean",
       });
       assert.deepEqual(generate.outputSchema?.required, [
         "model",
@@ -143,6 +145,7 @@ for (const era of ["legacy", "modern"] as const) {
         message: "object",
         done_reason: "string",
         usage: "object",
+        cached: "boolean",
       });
       assert.deepEqual(shape(byName.ai_fake_embed.inputSchema), {
         model: "string",

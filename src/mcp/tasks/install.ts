@@ -66,7 +66,8 @@ export function taskCapabilities(era: "legacy" | "modern"): Record<string, unkno
     : { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } };
 }
 
-type Handler = (request: Request, ctx: Context) => Promise<Record<string, unknown>>;
+/** A request handler in the SDK's table. */
+export type Handler = (request: Request, ctx: Context) => Promise<Record<string, unknown>>;
 type Request = { id: string | number; method: string; params?: Record<string, unknown> };
 type Context = {
   mcpReq: {
@@ -78,8 +79,11 @@ type Context = {
   [key: string]: unknown;
 };
 
-/** The SDK's per-instance request handler table (see the module doc for why). */
-function handlerTable(server: McpServer): Map<string, Handler> {
+/**
+ * The SDK's per-instance request handler table (see the module doc for why);
+ * the per-client rate limit (`client_limits.ts`) wraps its entries too.
+ */
+export function handlerTable(server: McpServer): Map<string, Handler> {
   const table = (server.server as unknown as { _requestHandlers?: Map<string, Handler> })
     ._requestHandlers;
   if (!(table instanceof Map)) {
@@ -167,11 +171,34 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
       : { task: legacyTask(record) };
   });
 
+  /**
+   * Aborts the call when its task is cancelled through the store, e.g. by
+   * `tasks/cancel` on another instance sharing a Redis store.
+   */
+  async function watch(record: TaskRecord, controller: AbortController, stop: AbortSignal) {
+    try {
+      while (!stop.aborted) {
+        await store.changed(record.taskId, stop);
+        const now = await store.get(record.taskId, record.owner);
+        if (now?.status === "cancelled") {
+          controller.abort(new DOMException("Task cancelled", "AbortError"));
+          return;
+        }
+        if (!now || isTerminal(now.status)) return;
+      }
+    } catch {
+      // Stopped (the call ended), or the store failed: the local cancel still works.
+    }
+  }
+
   async function run(
     record: TaskRecord,
     call: () => Promise<Record<string, unknown>>,
     signal: AbortSignal,
   ): Promise<void> {
+    const controller = RUNNING.get(record.taskId);
+    const stopWatching = new AbortController();
+    if (controller) void watch(record, controller, stopWatching.signal);
     try {
       const result = await call();
       await store.update(record.taskId, {
@@ -198,6 +225,7 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
         });
       }
     } finally {
+      stopWatching.abort();
       running.delete(record.taskId);
     }
   }

@@ -47,6 +47,7 @@ export function toGenerateRequest(args: GenerateArgs, model = args.model): Gener
     think: args.think,
     keepAlive: args.keep_alive,
     providerOptions: args.provider_options,
+    ...(args.cache !== undefined && { cache: args.cache }),
   };
 }
 
@@ -79,6 +80,7 @@ export function toChatRequest(args: ChatArgs, model = args.model): ChatRequest {
     think: args.think,
     keepAlive: args.keep_alive,
     providerOptions: args.provider_options,
+    ...(args.cache !== undefined && { cache: args.cache }),
   };
 }
 
@@ -127,6 +129,7 @@ export function modelContent(model: ModelInfo, provider?: string): Record<string
     expires_at: model.loaded?.expiresAt,
     capabilities: model.capabilities &&
       Object.entries(model.capabilities).filter(([, on]) => on).map(([name]) => name),
+    hosts: model.hosts,
   });
 }
 
@@ -138,6 +141,7 @@ export function generateContent(result: FinalResult): Record<string, unknown> {
     ...(result.thinking && { thinking: result.thinking }),
     done_reason: result.doneReason,
     usage: usageOut(result.usage),
+    ...(result.cached && { cached: true }),
   };
 }
 
@@ -158,6 +162,7 @@ export function chatContent(result: FinalResult): Record<string, unknown> {
     },
     done_reason: result.doneReason,
     usage: usageOut(result.usage),
+    ...(result.cached && { cached: true }),
   };
 }
 
@@ -174,5 +179,6 @@ export function embedContent(result: EmbedResult): Record<string, unknown> {
     embeddings: result.embeddings,
     dimensions: result.embeddings[0]?.length ?? 0,
     usage: usageOut(result.usage),
+    ...(result.cached && { cached: true }),
   };
 }

@@ -137,6 +137,12 @@ const chatToolSchema = z.object({
   }),
 });
 
+/** `cache: true`: keep and reuse this result even when the call is not deterministic. */
+const cacheArgument = z.boolean().optional().describe(
+  "Reuse an identical earlier answer, and keep this one for reuse, even though the call is not " +
+    "deterministic (calls with temperature 0 and a seed are cached anyway).",
+);
+
 /** Which family of tools a shape is for. */
 export type Flavor = "ollama" | "provider" | "router";
 
@@ -161,6 +167,7 @@ function generateShape(flavor: Flavor): z.ZodRawShape {
     think: thinkSchema.optional(),
     keep_alive: (flavor === "ollama" ? ollamaKeepAlive : keepAlive).optional(),
     provider_options: providerOptions.optional(),
+    cache: cacheArgument,
   };
 }
 
@@ -174,6 +181,7 @@ function chatShape(flavor: Flavor): z.ZodRawShape {
     think: thinkSchema.optional(),
     keep_alive: (flavor === "ollama" ? ollamaKeepAlive : keepAlive).optional(),
     provider_options: providerOptions.optional(),
+    cache: cacheArgument,
   };
 }
 
@@ -240,7 +248,14 @@ const modelInfoSchema = z.object({
     'What the model can do ("completion", "streaming", "vision", "tools", "embeddings", ' +
       '"thinking"), when the provider lists it; "completion" means it can generate text.',
   ),
+  hosts: z.array(z.string()).optional().describe(
+    'The hosts ("host:port") that have the model, when the provider has several.',
+  ),
 });
+
+const cachedSchema = z.boolean().optional().describe(
+  "True when the result came from Rune's cache (the provider was not called).",
+);
 
 const doneReasonSchema = z.enum(["stop", "length", "tool_calls", "content_filter"]).describe(
   "Why generation stopped, the same for every provider.",
@@ -261,6 +276,7 @@ export const generateOutput: z.ZodRawShape = {
   thinking: z.string().optional(),
   done_reason: doneReasonSchema,
   usage: usageSchema,
+  cached: cachedSchema,
 };
 
 /** Output of the chat tools. */
@@ -274,6 +290,7 @@ export const chatOutput: z.ZodRawShape = {
   }),
   done_reason: doneReasonSchema,
   usage: usageSchema,
+  cached: cachedSchema,
 };
 
 /** Output of the embed tools. */
@@ -282,6 +299,7 @@ export const embedOutput: z.ZodRawShape = {
   embeddings: z.array(z.array(z.number())),
   dimensions: z.number().int(),
   usage: usageSchema,
+  cached: cachedSchema,
 };
 
 /** Arguments of a generate tool, as validated. */
@@ -295,6 +313,7 @@ export interface GenerateArgs {
   think?: boolean | number;
   keep_alive?: string | number;
   provider_options?: Record<string, unknown>;
+  cache?: boolean;
 }
 
 /** Arguments of a chat tool, as validated. */

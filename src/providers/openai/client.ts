@@ -106,6 +106,8 @@ export interface OpenAiProviderOptions {
   limits?: Partial<ByteLimits>;
   /** Retries before the first token; `withRetries`' defaults (2 retries, 500 ms base, 30 s longest wait). */
   retry?: RetryOptions;
+  /** Called before each retry's wait, with the failure, the retry's number and the wait (metrics). */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
   /**
    * Longest accepted server-sent event, in characters.
    * @default 16 MiB
@@ -191,6 +193,7 @@ export function createOpenAiProvider(options: OpenAiProviderOptions = {}): Provi
     credential: options.credential,
     authHeader: options.authHeader ?? "authorization",
     retry: options.retry ?? {},
+    ...(options.onRetry && { onRetry: options.onRetry }),
   };
   // Cleared for good once the server refuses stream_options (usage then stays empty).
   let streamOptions = true;

@@ -22,6 +22,8 @@ export interface Access {
   authHeader: "authorization" | "api-key";
   /** The retry policy. */
   retry: RetryOptions;
+  /** Called before each retry's wait (metrics), besides the call's own hook. */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
 }
 
 /** One attempt: the auth headers to send, and the secret in them (for redaction). */
@@ -91,7 +93,13 @@ export function send<T>(
         }
       }
     },
-    { ...RETRY_JUDGE, onRetry: options.onRetry },
+    {
+      ...RETRY_JUDGE,
+      onRetry: (error, attempt, delayMs) => {
+        access.onRetry?.(error, attempt, delayMs);
+        options.onRetry?.(error, attempt, delayMs);
+      },
+    },
     { ...access.retry, signal },
   );
 }
