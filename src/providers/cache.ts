@@ -140,6 +140,8 @@ export function withCache(
     label: provider.label,
     address: provider.address,
     ...(provider.credentialSource && { credentialSource: provider.credentialSource }),
+    // Downloads and deletions are not cached or rate limited: they pass straight through.
+    ...(provider.modelManagement && { modelManagement: provider.modelManagement }),
     capabilities: () => provider.capabilities(),
     listModels: (o?: CallOptions) => provider.listModels(o),
     showModel: (model: string, o?: CallOptions) => provider.showModel(model, o),

@@ -26,6 +26,7 @@
  */
 
 import type { FleetEvents } from "../metrics/events.ts";
+import { poolModelManagement } from "./pool_manage.ts";
 import { NO_EVENTS } from "../metrics/events.ts";
 import type { Logger } from "../log.ts";
 import { isAbortError } from "../errors.ts";
@@ -208,6 +209,23 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
     loaded: new Set(),
     backoffMs: backoffBase,
   }));
+
+  // Pulls and deletes go to every host (see pool_manage.ts): only when all of them can.
+  const managed = all.flatMap((h) =>
+    h.provider.modelManagement
+      ? [{
+        address: h.address,
+        management: h.provider.modelManagement,
+        changed: (model: string, installed: boolean) => {
+          if (installed) h.models?.add(key(model));
+          else {
+            h.models?.delete(key(model));
+            h.loaded.delete(key(model));
+          }
+        },
+      }]
+      : []
+  );
 
   function stateOf(host: Host): HostState {
     return {
@@ -607,6 +625,7 @@ export function createPool(hosts: PoolHost[], options: PoolOptions = {}): PoolPr
       complete((p) => p.chat(request, options), { model: request.model, signal: options.signal }),
     embed,
     ping,
+    ...(managed.length === all.length && { modelManagement: poolModelManagement(managed) }),
     hosts: () => all.map(stateOf),
     refresh: async (signal?: AbortSignal) => {
       await untilAborted(Promise.all(all.map((h) => check(h))), signal);
