@@ -65,7 +65,10 @@ Deno.test("a model just pulled through the pool is routed to at once", async () 
   await withPool(async (pool) => {
     // The pool has seen every host's list (without the model) before the pull.
     assert.equal((await pool.listModels()).some((m) => m.name === LIBRARY), false);
+    const before = pool.hosts().map((h) => h.models);
     for await (const _ of pool.modelManagement!.pull(LIBRARY)) { /* drain */ }
+    // Known to every host's routing entry right away, not at the next health check.
+    assert.deepEqual(pool.hosts().map((h) => h.models), before.map((n) => n! + 1));
     let text = "";
     for await (const chunk of pool.generate({ model: LIBRARY, prompt: "hi there" })) {
       if (chunk.type === "text") text += chunk.text;
@@ -77,8 +80,11 @@ Deno.test("a model just pulled through the pool is routed to at once", async () 
 Deno.test("a delete through the pool removes the model from every host that has it", async () => {
   await withPool(async (pool, doubles) => {
     const model = doubles[0].installed[0];
+    await pool.listModels();
+    const before = pool.hosts().map((h) => h.models);
     await pool.modelManagement!.delete(model);
     for (const d of doubles) assert.equal(d.installed.includes(model), false);
+    assert.deepEqual(pool.hosts().map((h) => h.models), before.map((n) => n! - 1));
     await assert.rejects(
       pool.modelManagement!.delete(model),
       (error: unknown) =>
