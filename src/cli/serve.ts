@@ -9,6 +9,7 @@
  */
 
 import { RuneError, UsageError } from "../errors.ts";
+import { scopesOf } from "../mcp/scopes.ts";
 import type { ToolSet } from "../mcp/server.ts";
 import { createMemoryTaskStore, type TaskStore } from "../mcp/tasks/store.ts";
 import { createLogger, isLogLevel, type Logger } from "../log.ts";
@@ -18,6 +19,7 @@ import type { MessageTransport } from "../transports/message_transport.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import type { Io } from "./output.ts";
+import { listenerOrigin, REMOTE_FLAGS_HELP, remoteFlags, remoteSetup } from "./remote_options.ts";
 import {
   loadProviders,
   parseFlags,
@@ -44,7 +46,8 @@ Network:
   --allow-origin ORIGIN     also accept this browser Origin, repeatable
                             (localhost origins are always accepted)
   --token-file FILE         require the bearer token in FILE (default: $RUNE_TOKEN);
-                            binding a non-loopback address requires a token
+                            binding a non-loopback address requires a token or OAuth
+${REMOTE_FLAGS_HELP}
 Transports:
   --stdio                   speak MCP on stdin/stdout (logs go to stderr)
 Limits and timeouts:
@@ -70,6 +73,7 @@ ${PROVIDER_FLAGS_HELP}`;
 
 const serveFlags = {
   ...providerFlags,
+  ...remoteFlags,
   stdio: { type: "boolean" },
   host: { type: "string" },
   port: { type: "string" },
@@ -228,9 +232,10 @@ async function listen(
   const port = intFlag(values.port, "port", DEFAULT_PORT);
   if (port > 65535) throw new UsageError(`--port must be at most 65535`);
   const tokens = await readTokens(values["token-file"] as string | undefined);
-  if (!isLoopback(hostname) && tokens.length === 0) {
+  const remote = await remoteSetup(values, { hostname, log, env: (name) => Deno.env.get(name) });
+  if (!isLoopback(hostname) && tokens.length === 0 && !remote.oauth) {
     throw new UsageError(
-      `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or bind 127.0.0.1.`,
+      `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or --oauth-issuer, or bind 127.0.0.1.`,
     );
   }
   const handler = createHandler({
@@ -240,6 +245,7 @@ async function listen(
       return createMcpServer({ providers, tools: toolSet, log, tasks }, {
         era: ctx.era,
         owner: ownerOf(ctx),
+        scopes: scopesOf(ctx),
       });
     },
     providers,
@@ -249,6 +255,7 @@ async function listen(
       hostname,
       allowedOrigins: values["allow-origin"] as string[] | undefined,
       tokens,
+      ...(remote.oauth && { oauth: remote.oauth }),
     },
     limits: {
       maxMessageSize: intFlag(
@@ -275,6 +282,7 @@ async function listen(
     server = Deno.serve({
       hostname,
       port,
+      ...remote.tls,
       onListen: () => {},
       onError: (error) => {
         log("error", `request failed: ${(error as Error)?.stack ?? error}`);
@@ -285,12 +293,15 @@ async function listen(
     throw listenError(hostname, port, cause);
   }
   const addr = server.addr;
+  // Before any request is handled: the default resource URL needs the bound port.
+  remote.oauth?.listening(listenerOrigin(hostname, addr.port, remote.tls !== undefined));
   const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const [http, ws] = remote.tls ? ["https", "wss"] : ["http", "ws"];
   log(
     "info",
-    `listening on http://${shown}:${addr.port} (WebSocket ws://${shown}:${addr.port}/ws, Streamable HTTP http://${shown}:${addr.port}/mcp${
+    `listening on ${http}://${shown}:${addr.port} (WebSocket ${ws}://${shown}:${addr.port}/ws, Streamable HTTP ${http}://${shown}:${addr.port}/mcp${
       tokens.length ? ", token required" : ""
-    })`,
+    }${remote.oauth ? `, OAuth resource ${remote.oauth.resource}` : ""})`,
   );
   return { handler, server };
 }

@@ -30,6 +30,7 @@ import { isAbortError, RuneError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { VERSION } from "../version.ts";
+import { scopesOf, toolAllowed } from "./scopes.ts";
 import { installTasks, taskCapabilities } from "./tasks/install.ts";
 import type { TaskStore } from "./tasks/store.ts";
 import { registerCompareTool } from "./tools/compare_tools.ts";
@@ -70,6 +71,12 @@ export interface InstanceOptions {
    * @default a fresh id (the instance's own session)
    */
   owner?: string;
+  /**
+   * The OAuth scopes the client holds: only the tools they allow are
+   * registered, so `tools/list` shows no other and none other can run.
+   * @default undefined: every tool
+   */
+  scopes?: readonly string[];
 }
 
 /** How long a client may reuse a `tools/list` result (2026-07-28 `ttlMs`). */
@@ -120,6 +127,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
 
   const long = new Set<string>();
   const register: Register = (name, config: ToolConfig, run) => {
+    if (!toolAllowed(name, instance.scopes)) return;
     const registered = server.registerTool(name, {
       title: config.title,
       description: config.description,
@@ -180,7 +188,8 @@ function instructions(providers: readonly Provider[], toolSet: ToolSet): string 
  * The instance does not depend on the era.
  */
 export function createServerFactory(deps: McpServerDeps): McpServerFactory {
-  return (ctx) => createMcpServer(deps, { era: ctx.era, owner: ownerOf(ctx) });
+  return (ctx) =>
+    createMcpServer(deps, { era: ctx.era, owner: ownerOf(ctx), scopes: scopesOf(ctx) });
 }
 
 /**
