@@ -12,7 +12,7 @@
  * @module
  */
 
-import { openStore, runeHome } from "../credentials/store.ts";
+import { type CredentialStore, openStore, runeHome } from "../credentials/store.ts";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { isSecureOrLoopback } from "../transports/jwt_verifier.ts";
@@ -68,6 +68,8 @@ export interface RemoteSetupOptions {
   log: Logger;
   /** Aborts reading files and the store. */
   signal?: AbortSignal;
+  /** The credential store (tests). @default the store in `$RUNE_HOME` */
+  store?: CredentialStore;
 }
 
 const WILDCARDS = new Set(["0.0.0.0", "::", "[::]"]);
@@ -148,7 +150,7 @@ async function introspectionClient(
 ): Promise<{ clientId: string; clientSecret: string }> {
   const help = `store them with: printf '%s' 'CLIENT_ID:CLIENT_SECRET' | rune auth set-key ` +
     INTROSPECTION_CREDENTIAL;
-  const store = openStore({ home: runeHome(options.env), env: options.env });
+  const store = options.store ?? openStore({ home: runeHome(options.env), env: options.env });
   const stored = await store.read(INTROSPECTION_CREDENTIAL, options.signal);
   if (stored?.kind !== "api-key") {
     throw new UsageError(

@@ -19,7 +19,7 @@
 import * as oauth from "oauth4webapi";
 import { boundedFetch } from "../credentials/oauth.ts";
 import { parseScopeClaim } from "../mcp/scopes.ts";
-import type { VerifiedToken } from "./jwt_verifier.ts";
+import { sameIssuer, type VerifiedToken } from "./jwt_verifier.ts";
 import { IssuerUnavailableError, TokenRejectedError } from "./token_errors.ts";
 
 /** Options of {@linkcode createIntrospector}. */
@@ -118,9 +118,13 @@ export function createIntrospector(options: IntrospectionOptions): Introspector 
       );
     } catch (cause) {
       signal?.throwIfAborted();
-      const detail = cause instanceof oauth.ResponseBodyError
-        ? `it answered ${cause.status} ${cause.error}${
-          cause.status === 401 ? " (are Rune's client credentials right?)" : ""
+      const status = cause instanceof oauth.ResponseBodyError ||
+          cause instanceof oauth.WWWAuthenticateChallengeError
+        ? cause.status
+        : undefined;
+      const detail = status !== undefined
+        ? `it answered ${status}${
+          status === 401 ? " (are Rune's client credentials right? see rune auth set-key)" : ""
         }`
         : timeout.aborted
         ? `no answer within ${timeoutMs / 1000} s`
@@ -141,7 +145,7 @@ export function createIntrospector(options: IntrospectionOptions): Introspector 
       throw new TokenRejectedError(`A ${reply.token_type} token is not an access token.`);
     }
     const issuer = typeof reply.iss === "string" ? reply.iss : options.issuers[0];
-    if (!options.issuers.includes(issuer)) {
+    if (!options.issuers.some((trusted) => sameIssuer(trusted, issuer))) {
       throw new TokenRejectedError(
         `The access token was issued by ${issuer}, which is not trusted.`,
       );

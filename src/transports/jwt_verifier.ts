@@ -135,7 +135,7 @@ interface IssuerState {
 }
 
 /** Compares issuer identifiers the way oauth4webapi does (as parsed URLs). */
-function sameIssuer(a: string, b: string): boolean {
+export function sameIssuer(a: string, b: string): boolean {
   try {
     return new URL(a).href === new URL(b).href;
   } catch {
