@@ -106,11 +106,14 @@ export function checkOrigin(request: Request, options: SecurityOptions): Refusal
  * foreign one (403, DNS rebinding).
  */
 export function checkHost(request: Request, options: SecurityOptions): Refusal | undefined {
-  const host = request.headers.get("host");
+  let host = request.headers.get("host");
   if (host !== null && (/\s/.test(host) || hostnameOf(host) === "")) {
     return { status: 400, message: "Bad Request: the Host header is not a valid host[:port]." };
   }
   if (!isLoopback(options.hostname)) return undefined;
+  // HTTP/2 (what clients speak over TLS) has no Host header: its :authority is the URL's host.
+  // Browsers, which DNS rebinding abuses, always send one of the two.
+  if (host === null) host = new URL(request.url).host;
   if (host !== null && isLoopback(hostnameOf(host))) return undefined;
   return {
     status: 403,

@@ -104,7 +104,8 @@ export async function startOidcTestProvider(): Promise<OidcTestProvider> {
       },
     },
     pkce: { required: () => true },
-    scopes: ["openid", "offline_access"],
+    // Listed here too: registration requests name the scopes clients will ask for.
+    scopes: ["openid", "offline_access", ...PROVIDER_SCOPES.split(" ")],
     ttl: { AccessToken: 300, IdToken: 300, ClientCredentials: 300, Grant: 3600, Session: 3600 },
     cookies: { keys: ["a test cookie key that is long enough"] },
     findAccount: (_ctx: unknown, sub: string) =>
