@@ -301,8 +301,9 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
     const identity = await authenticate(request, deps.security);
     if (!isRefusal(identity)) return identity;
-    // Only a presented token can be a guess: a request without one is how OAuth sign-in starts.
-    if (identity.status === 401 && presentedToken(request) !== undefined) {
+    // Only a presented token can be a guess (a request without one is how OAuth sign-in starts,
+    // an expired token is how a refresh starts).
+    if (identity.status === 401 && !identity.genuine && presentedToken(request) !== undefined) {
       authLimiter.failed(address);
     }
     log("debug", `refused ${request.method} ${path} from ${address}: ${identity.status}`);

@@ -76,6 +76,9 @@ export interface Introspector {
 
 const encoder = new TextEncoder();
 
+/** An active token the server vouches for, refused for what it says: not a guess. */
+const GENUINE = { genuine: true };
+
 async function digest(token: string): Promise<string> {
   const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(token)));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -142,12 +145,13 @@ export function createIntrospector(options: IntrospectionOptions): Introspector 
     }
     const type = typeof reply.token_type === "string" ? reply.token_type.toLowerCase() : "bearer";
     if (type !== "bearer" && type !== "access_token") {
-      throw new TokenRejectedError(`A ${reply.token_type} token is not an access token.`);
+      throw new TokenRejectedError(`A ${reply.token_type} token is not an access token.`, GENUINE);
     }
     const issuer = typeof reply.iss === "string" ? reply.iss : options.issuers[0];
     if (!options.issuers.some((trusted) => sameIssuer(trusted, issuer))) {
       throw new TokenRejectedError(
         `The access token was issued by ${issuer}, which is not trusted.`,
+        GENUINE,
       );
     }
     const named = Array.isArray(reply.aud) ? reply.aud : reply.aud === undefined ? [] : [reply.aud];
@@ -155,17 +159,24 @@ export function createIntrospector(options: IntrospectionOptions): Introspector 
     if (audience === undefined) {
       throw new TokenRejectedError(
         "The access token was issued for another resource (its aud does not name this server).",
+        GENUINE,
       );
     }
     const seconds = now() / 1000;
     if (typeof reply.exp !== "number") {
-      throw new TokenRejectedError("The access token has no expiry (exp): it is not accepted.");
+      throw new TokenRejectedError(
+        "The access token has no expiry (exp): it is not accepted.",
+        GENUINE,
+      );
     }
     if (reply.exp + tolerance <= seconds) {
-      throw new TokenRejectedError("The access token has expired: get a new one.");
+      throw new TokenRejectedError("The access token has expired: get a new one.", GENUINE);
     }
     if (typeof reply.nbf === "number" && reply.nbf - tolerance > seconds) {
-      throw new TokenRejectedError("The access token is not valid yet (nbf is in the future).");
+      throw new TokenRejectedError(
+        "The access token is not valid yet (nbf is in the future).",
+        GENUINE,
+      );
     }
     return {
       issuer,

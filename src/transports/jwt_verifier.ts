@@ -293,9 +293,11 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
 function rejection(error: unknown): unknown {
   if (error instanceof IssuerUnavailableError || isAbortError(error)) return error;
   const e = jose.errors;
+  // Claims are checked after the signature: a token failing them is genuine.
   if (error instanceof e.JWTExpired) {
     return new TokenRejectedError("The access token has expired: get a new one.", {
       cause: error,
+      genuine: true,
     });
   }
   if (error instanceof e.JWTClaimValidationFailed) {
@@ -306,7 +308,7 @@ function rejection(error: unknown): unknown {
       : error.claim === "nbf"
       ? "The access token is not valid yet (nbf is in the future)."
       : `The access token's ${error.claim} claim is not acceptable: ${error.reason}.`;
-    return new TokenRejectedError(message, { cause: error });
+    return new TokenRejectedError(message, { cause: error, genuine: true });
   }
   if (error instanceof e.JWSSignatureVerificationFailed) {
     return new TokenRejectedError("The access token's signature does not verify.", {

@@ -258,10 +258,16 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
     };
   }
 
-  function unauthorized(path: string, message: string, description?: string): Refusal {
+  function unauthorized(
+    path: string,
+    message: string,
+    description?: string,
+    genuine = false,
+  ): Refusal {
     return {
       status: 401,
       message,
+      ...(genuine && { genuine }),
       challenge: bearerChallenge({
         ...(description !== undefined && { error: "invalid_token", description }),
         scope: DEFAULT_SCOPES,
@@ -341,7 +347,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       } catch (error) {
         if (error instanceof TokenRejectedError) {
           log("debug", `refused an access token: ${error.message}`);
-          return unauthorized(path, error.message, error.message);
+          return unauthorized(path, error.message, error.message, error.genuine);
         }
         if (error instanceof IssuerUnavailableError) {
           log("warning", error.message);
@@ -354,7 +360,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       }
       if (verified.subject === undefined && verified.clientId === undefined) {
         const message = "The access token names neither a subject (sub) nor a client (client_id).";
-        return unauthorized(path, message, message);
+        return unauthorized(path, message, message, true);
       }
       const scopes = runeScopesIn(verified.scopes);
       const id = await oauthIdentityId(verified);

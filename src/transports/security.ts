@@ -33,6 +33,11 @@ export interface Refusal {
   message: string;
   /** The `WWW-Authenticate` value to send with a 401 or 403, if any. */
   challenge?: string;
+  /**
+   * The credential is authentic but unusable (an expired OAuth token): not a
+   * guess, so the failed-auth limiter does not count it.
+   */
+  genuine?: boolean;
 }
 
 /** Who a request comes from, as far as Rune can tell. */

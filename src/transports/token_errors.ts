@@ -14,7 +14,19 @@ import { RuneError } from "../errors.ts";
  * resource, badly signed, revoked...). The message is safe to send to the
  * client: it never contains the token.
  */
-export class TokenRejectedError extends RuneError {}
+export class TokenRejectedError extends RuneError {
+  /**
+   * True when the token is authentic (its issuer vouches for it) but
+   * unusable, e.g. expired: no guess, so the failed-auth limiter ignores it.
+   */
+  readonly genuine: boolean;
+
+  /** Creates the error; `options.genuine` defaults to false. */
+  constructor(message: string, options: ErrorOptions & { genuine?: boolean } = {}) {
+    super(message, options);
+    this.genuine = options.genuine ?? false;
+  }
+}
 
 /**
  * The token could not be checked: its issuer's metadata, keys or

@@ -541,12 +541,22 @@ Deno.test("the shared RUNE_TOKEN keeps working beside OAuth, with every tool", a
   });
 });
 
-Deno.test("requests without a token are not counted as failed sign-ins; wrong tokens are", async () => {
-  await withRune(ours, { limits: { maxAuthFailures: 3 } }, async (rune) => {
+Deno.test("requests without a token or with an expired one are not counted as failed sign-ins; guesses are", async () => {
+  await withRune(ours, { limits: { maxAuthFailures: 3 } }, async (rune, issuer) => {
     for (let i = 0; i < 6; i++) {
       const response = await post(rune, INIT);
       await response.body?.cancel();
       assert.equal(response.status, 401, "a client starting its sign-in is never throttled");
+    }
+    const expired = await issuer.mint({
+      aud: rune.mcpUrl,
+      scope: "rune:models",
+      exp: Math.floor(Date.now() / 1000) - 120,
+    });
+    for (let i = 0; i < 6; i++) {
+      const response = await post(rune, INIT, bearer(expired));
+      await response.body?.cancel();
+      assert.equal(response.status, 401, "a client about to refresh its token is never throttled");
     }
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) {
