@@ -15,13 +15,8 @@
 import { type CredentialStore, openStore, runeHome } from "../credentials/store.ts";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { isSecureOrLoopback } from "../transports/jwt_verifier.ts";
-import {
-  createResourceServer,
-  parsePublicUrl,
-  type ResourceServer,
-} from "../transports/oauth_resource.ts";
-import { isLoopback } from "../transports/security.ts";
+import type { ResourceServer } from "../transports/oauth_resource.ts";
+import { isLoopback, isSecureOrLoopback } from "../transports/security.ts";
 import { readTlsFiles, type TlsFiles } from "../transports/tls.ts";
 
 /** The credential store entry holding the introspection client's `CLIENT_ID:CLIENT_SECRET`. */
@@ -113,6 +108,10 @@ export async function remoteSetup(
     }
     return tls ? { tls } : {};
   }
+  // Loaded only when OAuth is on (with jose and oauth4webapi): a daemon without it stays small.
+  const { createResourceServer, parsePublicUrl } = await import(
+    "../transports/oauth_resource.ts"
+  );
   let publicUrl: string | undefined;
   if (publicFlag !== undefined) {
     try {

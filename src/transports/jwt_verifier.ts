@@ -23,7 +23,7 @@ import * as oauth from "oauth4webapi";
 import { boundedFetch } from "../credentials/oauth.ts";
 import { isAbortError } from "../errors.ts";
 import { parseScopeClaim } from "../mcp/scopes.ts";
-import { isLoopback } from "./security.ts";
+import { isSecureOrLoopback } from "./security.ts";
 import { IssuerUnavailableError, TokenRejectedError } from "./token_errors.ts";
 
 /** What a verified access token says. */
@@ -111,17 +111,6 @@ export function looksLikeJwt(token: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** True for `https:` URLs and `http:` ones on this machine (tests, a local identity provider). */
-export function isSecureOrLoopback(value: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return false;
-  }
-  return url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname));
 }
 
 /** The key lookup of one issuer, discovered on first use. */

@@ -81,6 +81,12 @@ export interface ResourceServerOptions {
    */
   jwksCooldownMs?: number;
   /**
+   * After a failed metadata discovery, tokens of that issuer get 503 for
+   * this long before discovery is tried again.
+   * @default 5000
+   */
+  discoveryRetryMs?: number;
+  /**
    * How long an introspected token is remembered.
    * @default 30000
    */
@@ -223,6 +229,7 @@ export function createResourceServer(options: ResourceServerOptions): ResourceSe
       audiences,
       clockToleranceSeconds: options.clockToleranceSeconds,
       jwksCooldownMs: options.jwksCooldownMs,
+      discoveryRetryMs: options.discoveryRetryMs,
       fetch: options.fetch,
     });
     if (options.introspection) {

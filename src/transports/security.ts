@@ -69,6 +69,20 @@ export function isLoopback(hostname: string): boolean {
   return LOOPBACK_NAMES.has(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
+/**
+ * True for `https:` URLs, and `http:` ones on this machine: where bearer
+ * tokens and OAuth requests may go.
+ */
+export function isSecureOrLoopback(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  return url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname));
+}
+
 function hostnameOf(hostHeader: string): string {
   try {
     return new URL(`http://${hostHeader}`).hostname;

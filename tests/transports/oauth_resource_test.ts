@@ -61,6 +61,7 @@ interface Rune {
 interface RuneOptions {
   tokens?: string[];
   jwksCooldownMs?: number;
+  discoveryRetryMs?: number;
   introspection?: IntrospectionSettings;
   limits?: NetworkLimits;
 }
@@ -73,6 +74,7 @@ function startRune(issuers: string[], options: RuneOptions = {}): Rune {
   const oauth = createResourceServer({
     issuers,
     jwksCooldownMs: options.jwksCooldownMs,
+    discoveryRetryMs: options.discoveryRetryMs,
     introspection: options.introspection,
     log,
   });
@@ -660,5 +662,27 @@ Deno.test("wrong introspection credentials make Rune answer 503, not 401", async
   } finally {
     await rune.close();
     await op.close();
+  }
+});
+
+Deno.test("an issuer that cannot be reached makes Rune answer 503, and discovery is retried later", async () => {
+  const issuer = await startTokenIssuer();
+  // A pause far longer than the test: the second and third requests fall inside it.
+  const rune = startRune([issuer.issuer], { discoveryRetryMs: 3_600_000 });
+  try {
+    const token = await issuer.mint({ aud: rune.mcpUrl, scope: "rune:models" });
+    await issuer.close();
+    for (let i = 0; i < 3; i++) {
+      const response = await post(rune, INIT, bearer(token));
+      await response.body?.cancel();
+      assert.equal(response.status, 503);
+      assert.equal(response.headers.get("www-authenticate"), null, "the token is not blamed");
+    }
+    const warnings = rune.logs.filter((line) => line.startsWith("warning: "));
+    assert.match(warnings[0], /Cannot read the metadata of issuer http:\/\/127\.0\.0\.1:\d+/);
+    // Within the retry pause the issuer is not asked again.
+    assert.match(warnings[1], /did not answer a moment ago; retrying shortly/);
+  } finally {
+    await rune.close();
   }
 });
