@@ -11,7 +11,7 @@ import { childEnv, serveArgs } from "./stdio_client.ts";
 
 /** A running daemon. */
 export interface Daemon {
-  /** Base URL, e.g. `http://127.0.0.1:PORT`. */
+  /** Base URL, e.g. `http://127.0.0.1:PORT` (`https://` with `--tls-cert`). */
   url: string;
   /** WebSocket endpoint, `ws://127.0.0.1:PORT/ws`. */
   wsUrl: string;
@@ -77,7 +77,7 @@ export async function startDaemon(
   const timeoutMs = options.startTimeoutMs ?? 30_000;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const outcome = await Promise.race([
-    waitForLog(/listening on http:\/\//).then(() => "listening" as const),
+    waitForLog(/listening on https?:\/\//).then(() => "listening" as const),
     child.status.then(() => "exited" as const),
     new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs))),
   ]);
@@ -88,13 +88,13 @@ export async function startDaemon(
     await reading;
     throw new Error(`daemon did not start (${outcome}):\n${text}`);
   }
-  const match = /listening on (http:\/\/[^\s]+?):(\d+)/.exec(text)!;
+  const match = /listening on (https?:\/\/[^\s]+?):(\d+)/.exec(text)!;
   const port = Number(match[2]);
   const url = `${match[1]}:${port}`;
   let stopped: Promise<Deno.CommandStatus> | undefined;
   return {
     url,
-    wsUrl: `${url.replace("http://", "ws://")}/ws`,
+    wsUrl: `${url.replace(/^http/, "ws")}/ws`,
     mcpUrl: `${url}/mcp`,
     port,
     child,

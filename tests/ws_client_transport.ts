@@ -13,6 +13,8 @@ import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
 export interface WebSocketTransportOptions {
   /** Extra subprotocols, e.g. `bearer.TOKEN`. */
   protocols?: string[];
+  /** The client to connect with (`wss://` trusting a test CA). */
+  client?: Deno.HttpClient;
 }
 
 /** MCP over a browser-style `WebSocket`. */
@@ -26,18 +28,22 @@ export class WebSocketTransport implements Transport {
 
   #url: URL;
   #protocols: string[];
+  #client?: Deno.HttpClient;
   #socket?: WebSocket;
 
   /** Creates a transport to `url` (`ws://host:port/ws`). */
   constructor(url: URL | string, options: WebSocketTransportOptions = {}) {
     this.#url = new URL(url);
     this.#protocols = ["mcp", ...(options.protocols ?? [])];
+    this.#client = options.client;
   }
 
   /** Opens the socket; resolves once it is open. */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(this.#url, this.#protocols);
+      const socket = this.#client
+        ? new WebSocket(this.#url, { protocols: this.#protocols, client: this.#client })
+        : new WebSocket(this.#url, this.#protocols);
       this.#socket = socket;
       socket.onopen = () => resolve();
       socket.onerror = (event) => {

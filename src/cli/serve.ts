@@ -9,6 +9,7 @@
  */
 
 import { RuneError, UsageError } from "../errors.ts";
+import { scopesOf } from "../mcp/scopes.ts";
 import type { ToolSet } from "../mcp/server.ts";
 import { pooledFactory } from "../mcp/instance_pool.ts";
 import type { ClientLimit } from "../mcp/client_limits.ts";
@@ -23,6 +24,7 @@ import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import { FLEET_FLAGS_HELP, fleetFlags, setupFleet } from "./fleet.ts";
 import type { Io } from "./output.ts";
+import { listenerOrigin, REMOTE_FLAGS_HELP, remoteFlags, remoteSetup } from "./remote_options.ts";
 import {
   loadProviders,
   parseFlags,
@@ -49,7 +51,8 @@ Network:
   --allow-origin ORIGIN     also accept this browser Origin, repeatable
                             (localhost origins are always accepted)
   --token-file FILE         require the bearer token in FILE (default: $RUNE_TOKEN);
-                            binding a non-loopback address requires a token
+                            binding a non-loopback address requires a token or OAuth
+${REMOTE_FLAGS_HELP}
 Transports:
   --stdio                   speak MCP on stdin/stdout (logs go to stderr)
 Limits and timeouts:
@@ -80,6 +83,7 @@ ${PROVIDER_FLAGS_HELP}`;
 const serveFlags = {
   ...providerFlags,
   ...fleetFlags,
+  ...remoteFlags,
   stdio: { type: "boolean" },
   host: { type: "string" },
   port: { type: "string" },
@@ -250,15 +254,20 @@ async function listen(
   const port = intFlag(values.port, "port", DEFAULT_PORT);
   if (port > 65535) throw new UsageError(`--port must be at most 65535`);
   const tokens = await readTokens(values["token-file"] as string | undefined);
-  if (!isLoopback(hostname) && tokens.length === 0) {
+  const remote = await remoteSetup(values, { hostname, log, env: (name) => Deno.env.get(name) });
+  if (!isLoopback(hostname) && tokens.length === 0 && !remote.oauth) {
     throw new UsageError(
-      `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or bind 127.0.0.1.`,
+      `Refusing to listen on ${hostname} without a token: anyone on the network could use your models. Set RUNE_TOKEN or --token-file, or --oauth-issuer, or bind 127.0.0.1.`,
     );
   }
   const { factory } = pooledFactory(async (ctx) => {
     // Loaded with the first session: an idle daemon stays small.
     const { createMcpServer, ownerOf } = await import("../mcp/server.ts");
-    return createMcpServer(mcpDeps(deps), { era: ctx.era, owner: ownerOf(ctx) });
+    return createMcpServer(mcpDeps(deps), {
+      era: ctx.era,
+      owner: ownerOf(ctx),
+      scopes: scopesOf(ctx),
+    });
   });
   const handler = createHandler({
     factory,
@@ -271,6 +280,7 @@ async function listen(
       hostname,
       allowedOrigins: values["allow-origin"] as string[] | undefined,
       tokens,
+      ...(remote.oauth && { oauth: remote.oauth }),
     },
     limits: {
       maxMessageSize: intFlag(
@@ -297,6 +307,7 @@ async function listen(
     server = Deno.serve({
       hostname,
       port,
+      ...remote.tls,
       onListen: () => {},
       onError: (error) => {
         log("error", `request failed: ${(error as Error)?.stack ?? error}`);
@@ -307,12 +318,15 @@ async function listen(
     throw listenError(hostname, port, cause);
   }
   const addr = server.addr;
+  // Before any request is handled: the default resource URL needs the bound port.
+  remote.oauth?.listening(listenerOrigin(hostname, addr.port, remote.tls !== undefined));
   const shown = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  const [http, ws] = remote.tls ? ["https", "wss"] : ["http", "ws"];
   log(
     "info",
-    `listening on http://${shown}:${addr.port} (WebSocket ws://${shown}:${addr.port}/ws, Streamable HTTP http://${shown}:${addr.port}/mcp${
+    `listening on ${http}://${shown}:${addr.port} (WebSocket ${ws}://${shown}:${addr.port}/ws, Streamable HTTP ${http}://${shown}:${addr.port}/mcp${
       tokens.length ? ", token required" : ""
-    })`,
+    }${remote.oauth ? `, OAuth resource ${remote.oauth.resource}` : ""})`,
   );
   return { handler, server };
 }

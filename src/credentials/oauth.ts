@@ -485,8 +485,12 @@ function authResponseError(id: string, error: unknown): Error {
   return new SignInError(`The sign-in redirect was refused: ${message}.`, { cause: error });
 }
 
-/** A `fetch` whose response bodies stop at {@linkcode MAX_REPLY_BYTES}. */
-function boundedFetch(base: typeof fetch): typeof fetch {
+/**
+ * A `fetch` whose response bodies stop at {@linkcode MAX_REPLY_BYTES}; also
+ * used by the resource server for its issuers' metadata, keys and
+ * introspection replies.
+ */
+export function boundedFetch(base: typeof fetch): typeof fetch {
   return async (input, init) => {
     const response = await base(input, init);
     if (!response.body) return response;

@@ -51,9 +51,16 @@ function isStatelessRequest(ctx: FactoryContext): boolean {
 
 /** The caller an instance may be reused for: identity and granted scopes. */
 function callerKey(ctx: FactoryContext): string {
-  const auth = ctx.authInfo as { clientId?: string; scopes?: string[] } | undefined;
+  const auth = ctx.authInfo as
+    | { clientId?: string; scopes?: string[]; extra?: Record<string, unknown> }
+    | undefined;
   if (auth === undefined) return "";
-  return JSON.stringify([auth.clientId ?? "", [...(auth.scopes ?? [])].sort()]);
+  // Scoped instances register only the tools their scopes allow (see mcp/scopes.ts).
+  return JSON.stringify([
+    auth.clientId ?? "",
+    [...(auth.scopes ?? [])].sort(),
+    auth.extra?.scoped === true,
+  ]);
 }
 
 /**

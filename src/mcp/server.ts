@@ -36,6 +36,7 @@ import { type FleetEvents, NO_EVENTS } from "../metrics/events.ts";
 import { limitData } from "../providers/limits.ts";
 import { callLabels, observeCall } from "./call_metrics.ts";
 import { type ClientLimit, installClientLimit } from "./client_limits.ts";
+import { scopesOf, toolAllowed } from "./scopes.ts";
 import { installTasks, taskCapabilities } from "./tasks/install.ts";
 import type { TaskStore } from "./tasks/store.ts";
 import { registerCompareTool } from "./tools/compare_tools.ts";
@@ -87,6 +88,12 @@ export interface InstanceOptions {
    * @default a fresh id (the instance's own session)
    */
   owner?: string;
+  /**
+   * The OAuth scopes the client holds: only the tools they allow are
+   * registered, so `tools/list` shows no other and none other can run.
+   * @default undefined: every tool
+   */
+  scopes?: readonly string[];
 }
 
 /** How long a client may reuse a `tools/list` result (2026-07-28 `ttlMs`). */
@@ -176,6 +183,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
   const ids = deps.providers.map((p) => p.id);
   const owner = instance.owner ?? `session:${crypto.randomUUID()}`;
   const register: Register = (name, config: ToolConfig, run) => {
+    if (!toolAllowed(name, instance.scopes)) return;
     const registered = server.registerTool(name, {
       title: config.title,
       description: config.description,
@@ -256,7 +264,8 @@ function instructions(providers: readonly Provider[], toolSet: ToolSet): string 
  * The instance does not depend on the era.
  */
 export function createServerFactory(deps: McpServerDeps): McpServerFactory {
-  return (ctx) => createMcpServer(deps, { era: ctx.era, owner: ownerOf(ctx) });
+  return (ctx) =>
+    createMcpServer(deps, { era: ctx.era, owner: ownerOf(ctx), scopes: scopesOf(ctx) });
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * The network side of the daemon as one request handler: `GET /ws` (MCP
  * over WebSocket), `/mcp` (MCP Streamable HTTP, both protocol eras), `GET
- * /healthz` and the playground (`GET /` and its script and stylesheet).
+ * /healthz`, the playground (`GET /` and its script and stylesheet) and,
+ * with OAuth configured, the protected resource metadata
+ * (`/.well-known/oauth-protected-resource[/mcp]`, see `oauth_resource.ts`).
  *
  * {@linkcode createHandler} builds the handler from its dependencies and
  * knows nothing of listening; `cli/serve.ts` passes it to `Deno.serve`.
@@ -14,6 +16,7 @@
 import type { McpServerFactory } from "@modelcontextprotocol/server";
 import type { Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
+import { missingScopes } from "../mcp/scopes.ts";
 import { VERSION } from "../version.ts";
 import { authInfoOf } from "./auth_info.ts";
 import { createAuthLimiter } from "./auth_limiter.ts";
@@ -28,6 +31,8 @@ import {
   type Identity,
   isRefusal,
   offeredProtocols,
+  presentedToken,
+  type Refusal,
   type SecurityOptions,
 } from "./security.ts";
 import { createSessionSlots } from "./session_slots.ts";
@@ -49,6 +54,10 @@ function loadSessionKit() {
 
 /** WebSocket close code "going away", sent on shutdown. */
 const CLOSE_GOING_AWAY = 1001;
+/** WebSocket close code "policy violation", sent when the connection's OAuth token expires. */
+const CLOSE_POLICY = 1008;
+/** Longest delay `setTimeout` takes (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Limits of the network endpoints. */
 export interface NetworkLimits extends WebSocketLimits, StreamableHttpLimits {
@@ -125,6 +134,14 @@ function jsonError(status: number, message: string, code = JSONRPC_INVALID_REQUE
   return new Response(errorReply(null, code, message), { status, headers: JSON_HEADERS });
 }
 
+/** A refusal as a response, with its `WWW-Authenticate` challenge when it has one. */
+function refusalResponse(refusal: Refusal): Response {
+  const response = jsonError(refusal.status, refusal.message);
+  if (refusal.challenge) response.headers.set("www-authenticate", refusal.challenge);
+  if (refusal.status === 503) response.headers.set("retry-after", "5");
+  return response;
+}
+
 /** Builds the request handler for the network endpoints. */
 export function createHandler(deps: HandlerDeps): Handler {
   const limits = deps.limits ?? {};
@@ -166,14 +183,14 @@ export function createHandler(deps: HandlerDeps): Handler {
     return probe;
   }
 
-  async function health(request: Request): Promise<Response> {
+  async function health(request: Request, address: string): Promise<Response> {
     const body: Record<string, unknown> = {
       status: draining ? "draining" : "ok",
       version: VERSION,
       uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
     };
     // With tokens configured, sessions and provider details are for token holders only.
-    if (!isRefusal(await authenticate(request, deps.security))) {
+    if (!(await authorize(request, address, "/healthz") instanceof Response)) {
       body.sessions = {
         websocket: sockets.size,
         http: http?.sessions() ?? 0,
@@ -229,6 +246,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       const factory: McpServerFactory = (ctx) => deps.factory({ ...ctx, ...authInfoOf(identity) });
       session = kit.attachWebSocket(upgraded.socket, factory, {
         ...limits,
+        // No HTTP status after the upgrade: calls outside the token's scopes get JSON-RPC errors.
+        ...(identity.scopes && deps.security.oauth &&
+          { screen: deps.security.oauth.screen(identity.scopes) }),
         onError: (error) => log("warning", `websocket session: ${error.message}`),
       });
     } catch (error) {
@@ -236,7 +256,13 @@ export function createHandler(deps: HandlerDeps): Handler {
       throw error;
     }
     sockets.add(session);
+    // The token was checked once, at the upgrade: the connection ends when it expires.
+    const expiry = identity.expiresAt === undefined ? undefined : setTimeout(
+      () => session.close(CLOSE_POLICY, "access token expired"),
+      Math.min(Math.max(identity.expiresAt - Date.now(), 0), MAX_TIMER_MS),
+    );
     session.closed.then(() => {
+      clearTimeout(expiry);
       sockets.delete(session);
       slots.release();
     });
@@ -293,9 +319,13 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
     const identity = await authenticate(request, deps.security);
     if (!isRefusal(identity)) return identity;
-    authLimiter.failed(address);
+    // Only a presented token can be a guess (a request without one is how OAuth sign-in starts,
+    // an expired token is how a refresh starts).
+    if (identity.status === 401 && !identity.genuine && presentedToken(request) !== undefined) {
+      authLimiter.failed(address);
+    }
     log("debug", `refused ${request.method} ${path} from ${address}: ${identity.status}`);
-    return jsonError(identity.status, identity.message);
+    return refusalResponse(identity);
   }
 
   async function mcp(request: Request, address: string): Promise<Response> {
@@ -308,6 +338,14 @@ export function createHandler(deps: HandlerDeps): Handler {
       const parsed = await readBody(request);
       if (parsed instanceof Response) return withCors(parsed, origin);
       body = parsed;
+      // A call outside the token's scopes gets the 403 challenge before any session sees it.
+      const missing = identity.scopes ? missingScopes(body, identity.scopes) : [];
+      if (missing.length > 0 && deps.security.oauth) {
+        return withCors(
+          refusalResponse(deps.security.oauth.insufficientScope("/mcp", missing)),
+          origin,
+        );
+      }
     }
     const endpoint = await streamableHttp();
     return withCors(await endpoint.handle(request, body, identity), origin);
@@ -330,12 +368,16 @@ export function createHandler(deps: HandlerDeps): Handler {
     const remote = info?.remoteAddr;
     const address = remote && "hostname" in remote ? remote.hostname : "local";
     if (url.pathname === "/healthz") {
-      if (request.method === "GET" || request.method === "HEAD") return await health(request);
+      if (request.method === "GET" || request.method === "HEAD") {
+        return await health(request, address);
+      }
       return new Response("Method not allowed: use GET /healthz\n", {
         status: 405,
         headers: { allow: "GET, HEAD" },
       });
     }
+    const metadata = deps.security.oauth?.metadataResponse(request, url.pathname);
+    if (metadata) return metadata;
     if (url.pathname === "/metrics" && deps.metrics) {
       if (request.method === "GET" || request.method === "HEAD") {
         return await metrics(request, address);

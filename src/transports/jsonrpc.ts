@@ -15,11 +15,26 @@ export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_INVALID_REQUEST = -32600;
 /** Implementation-defined server error: too many requests in flight. */
 export const TOO_MANY_REQUESTS = -32000;
+/**
+ * Implementation-defined server error: the client's OAuth token lacks a
+ * scope the request needs (the WebSocket counterpart of HTTP 403
+ * `insufficient_scope`; MCP defines no code for it).
+ */
+export const FORBIDDEN = -32003;
 
 /** Default bound on one message: large enough for several base64 images (32 MiB). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024;
 
-/** Serializes a JSON-RPC error reply. */
-export function errorReply(id: JsonRpcId | null, code: number, message: string): string {
-  return JSON.stringify({ jsonrpc: "2.0", id, error: { code, message } });
+/** Serializes a JSON-RPC error reply (with `data` when given). */
+export function errorReply(
+  id: JsonRpcId | null,
+  code: number,
+  message: string,
+  data?: unknown,
+): string {
+  return JSON.stringify({
+    jsonrpc: "2.0",
+    id,
+    error: data === undefined ? { code, message } : { code, message, data },
+  });
 }

@@ -51,6 +51,15 @@ export interface MessageLimits {
    * @default { maxDepth: 128, maxElements: 100000 }
    */
   jsonBounds?: JsonBounds;
+  /**
+   * Refuses a request before the server sees it (a tool outside the
+   * client's OAuth scopes): the JSON-RPC error to answer with, or undefined
+   * to let it through.
+   * @default none: everything goes through
+   */
+  screen?: (
+    message: { method: string; params?: unknown },
+  ) => { code: number; message: string; data?: unknown } | undefined;
 }
 
 /** A `Transport` fed by a channel. */
@@ -273,6 +282,11 @@ export function createMessageTransport(
                 `Too many requests in flight (limit ${maxInFlight}): wait for replies before sending more`,
               ),
             );
+            return;
+          }
+          const refused = limits.screen?.(message);
+          if (refused) {
+            reject(errorReply(message.id, refused.code, refused.message, refused.data));
             return;
           }
           inFlight.add(message.id);

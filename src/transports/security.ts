@@ -4,10 +4,14 @@
  *
  * Several tokens may be configured (one per client, e.g. one per line of
  * `--token-file`); each is its own identity, which owns the sessions opened
- * with it.
+ * with it. With OAuth configured (`--oauth-issuer`), a token that is none
+ * of those goes to the resource server (`oauth_resource.ts`), whose
+ * identities also carry the token's scopes.
  *
  * @module
  */
+
+import type { ResourceServer } from "./oauth_resource.ts";
 
 /** Security settings of the network listener. */
 export interface SecurityOptions {
@@ -15,25 +19,39 @@ export interface SecurityOptions {
   hostname: string;
   /** Origins allowed besides localhost ones (exact `scheme://host[:port]`). */
   allowedOrigins?: string[];
-  /** Accepted bearer tokens; none required when empty or undefined. */
+  /** Accepted bearer tokens; none required when empty or undefined (and no `oauth`). */
   tokens?: string[];
+  /** Checks OAuth access tokens; with it, every request needs a token. */
+  oauth?: ResourceServer;
 }
 
 /** Why a request was refused. */
 export interface Refusal {
-  /** HTTP status: 400, 401 or 403. */
+  /** HTTP status: 400, 401, 403 or (an issuer did not answer) 503. */
   status: number;
   /** Explanation, safe to show (never contains the token). */
   message: string;
+  /** The `WWW-Authenticate` value to send with a 401 or 403, if any. */
+  challenge?: string;
+  /**
+   * The credential is authentic but unusable (an expired OAuth token): not a
+   * guess, so the failed-auth limiter does not count it.
+   */
+  genuine?: boolean;
 }
 
 /** Who a request comes from, as far as Rune can tell. */
 export interface Identity {
   /**
    * A stable, non-secret name: `token:N` for the Nth configured token,
-   * `anonymous` when no token is required.
+   * `anonymous` when no token is required, `oauth:HEX` for an OAuth access
+   * token (see `oauthIdentityId`).
    */
   id: string;
+  /** The Rune scopes an OAuth token grants; undefined means every tool. */
+  scopes?: readonly string[];
+  /** When the OAuth token expires (ms since the epoch). */
+  expiresAt?: number;
 }
 
 /** The identity of requests when no token is configured. */
@@ -49,6 +67,20 @@ const LOOPBACK_NAMES = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 /** True for addresses that only this machine can reach. */
 export function isLoopback(hostname: string): boolean {
   return LOOPBACK_NAMES.has(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/**
+ * True for `https:` URLs, and `http:` ones on this machine: where bearer
+ * tokens and OAuth requests may go.
+ */
+export function isSecureOrLoopback(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  return url.protocol === "https:" || (url.protocol === "http:" && isLoopback(url.hostname));
 }
 
 function hostnameOf(hostHeader: string): string {
@@ -93,11 +125,14 @@ export function checkOrigin(request: Request, options: SecurityOptions): Refusal
  * foreign one (403, DNS rebinding).
  */
 export function checkHost(request: Request, options: SecurityOptions): Refusal | undefined {
-  const host = request.headers.get("host");
+  let host = request.headers.get("host");
   if (host !== null && (/\s/.test(host) || hostnameOf(host) === "")) {
     return { status: 400, message: "Bad Request: the Host header is not a valid host[:port]." };
   }
   if (!isLoopback(options.hostname)) return undefined;
+  // HTTP/2 (what clients speak over TLS) has no Host header: its :authority is the URL's host.
+  // Browsers, which DNS rebinding abuses, always send one of the two.
+  if (host === null) host = new URL(request.url).host;
   if (host !== null && isLoopback(hostnameOf(host))) return undefined;
   return {
     status: 403,
@@ -147,6 +182,7 @@ export function presentedToken(request: Request): string | undefined {
 /**
  * Authenticates a request: the identity of the configured token it presents
  * (every token is compared, so the time does not tell which one matched),
+ * else what the OAuth resource server makes of it when there is one,
  * {@linkcode ANONYMOUS} when no token is configured, or a 401 refusal.
  */
 export async function authenticate(
@@ -154,12 +190,17 @@ export async function authenticate(
   options: SecurityOptions,
 ): Promise<Identity | Refusal> {
   const tokens = options.tokens ?? [];
-  if (tokens.length === 0) return ANONYMOUS;
+  if (tokens.length === 0 && !options.oauth) return ANONYMOUS;
   const presented = presentedToken(request);
-  if (presented !== undefined) {
+  if (presented !== undefined && tokens.length > 0) {
     const matches = await Promise.all(tokens.map((token) => sameSecret(presented, token)));
     const index = matches.indexOf(true);
     if (index >= 0) return { id: `token:${index + 1}` };
+  }
+  if (options.oauth) {
+    // Not request.signal: reading it makes Deno warn about its legacy abort semantics, and
+    // token checks are bounded by their own deadlines.
+    return await options.oauth.authenticate(presented || undefined, new URL(request.url).pathname);
   }
   return {
     status: 401,

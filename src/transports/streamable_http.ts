@@ -89,7 +89,10 @@ export interface StreamableHttp {
 interface LegacySession {
   transport: WebStandardStreamableHTTPServerTransport;
   server: McpServer;
-  /** Who opened it: only the same identity may use or end it. */
+  /**
+   * Who opened it, with the scopes its instance was built for: only the
+   * same identity holding the same scopes may use or end it.
+   */
   owner: string;
   /** Ids of requests received and not yet answered or cancelled. */
   inFlight: Set<RequestId>;
@@ -124,6 +127,16 @@ function isInitialize(body: unknown): boolean {
 function isEventStream(response: Response): boolean {
   return response.body !== null &&
     (response.headers.get("content-type") ?? "").startsWith("text/event-stream");
+}
+
+/**
+ * The owner key of a legacy session. A session's server instance serves
+ * the tools of the scopes it was opened with, so a token with other scopes
+ * (after a step-up) finds no session and, as the specification has it for
+ * a 404, initializes a new one that serves its tools.
+ */
+function sessionOwner(identity: Identity): string {
+  return identity.scopes ? `${identity.id} ${[...identity.scopes].sort().join(" ")}` : identity.id;
 }
 
 /** A cancel names the request it ends (0 and "" are ids like any other). */
@@ -274,7 +287,7 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
   ): Promise<Response> {
     const session = sessions.get(sessionId);
     // Another credential's session does not exist as far as this one can tell.
-    if (!session || session.owner !== identity.id) {
+    if (!session || session.owner !== sessionOwner(identity)) {
       return jsonError(404, "Session not found: initialize a new session");
     }
     const ids = requestIds(body);
@@ -349,7 +362,7 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
       session = {
         transport,
         server,
-        owner: identity.id,
+        owner: sessionOwner(identity),
         inFlight: new Set(),
         lastSeen: performance.now(),
       };
