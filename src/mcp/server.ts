@@ -182,6 +182,8 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
   const events = deps.events ?? NO_EVENTS;
   const ids = deps.providers.map((p) => p.id);
   const owner = instance.owner ?? `session:${crypto.randomUUID()}`;
+  // Identities are labels; sessions are not (unbounded, and they say nothing about who).
+  const client = /^(token|oauth):/.test(owner) ? owner : "anonymous";
   const register: Register = (name, config: ToolConfig, run) => {
     if (!toolAllowed(name, instance.scopes)) return;
     const registered = server.registerTool(name, {
@@ -212,7 +214,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
           }
           throw error;
         }
-      }, { events, labels: callLabels({ tool: name, args }, ids) }));
+      }, { events, labels: { ...callLabels({ tool: name, args }, ids), client } }));
     if (config.long && deps.tasks) {
       long.add(name);
       // Listed as task-capable (2025-11-25 tools/list); the SDK has no registration option.
@@ -243,7 +245,7 @@ export function createMcpServer(deps: McpServerDeps, instance: InstanceOptions =
     installClientLimit(server, deps.clientLimit, {
       owner,
       events,
-      labels: (tool, args) => callLabels({ tool, args }, ids),
+      labels: (tool, args) => ({ ...callLabels({ tool, args }, ids), client }),
     });
   }
   return server;

@@ -40,6 +40,12 @@ export interface CallLabels {
   provider: string;
   /** Model as asked for, without the provider prefix; empty for tools without one. */
   model: string;
+  /**
+   * Who called: the identity (`token:N`, `oauth:<hash>`; never a token or a
+   * subject), or `anonymous` without authentication.
+   * @default "anonymous"
+   */
+  client?: string;
 }
 
 /** The state of one upstream host, for the gauges. */

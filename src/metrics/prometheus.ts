@@ -18,6 +18,9 @@ import type { CallEnd, CallLabels, FleetEvents, HostGauge, LimitScope } from "./
 /** Distinct `provider/model` pairs that get their own series; later ones are `other`. */
 export const MAX_MODEL_LABELS = 256;
 
+/** Distinct client identities that get their own series; later ones are `other`. */
+export const MAX_CLIENT_LABELS = 256;
+
 /** Seconds buckets of call latency and time to first token (a cache hit to a long generation). */
 const SECONDS_BUCKETS = [
   0.001,
@@ -77,6 +80,21 @@ export function createPrometheusMetrics(): PrometheusMetrics {
     return name;
   }
 
+  const clients = new Set<string>();
+  /** The client label, bounded like the model label. */
+  function client(id: string): string {
+    if (clients.has(id)) return id;
+    if (clients.size >= MAX_CLIENT_LABELS) return "other";
+    clients.add(id);
+    return id;
+  }
+
+  const clientCalls = new Counter({
+    name: "rune_client_tool_calls_total",
+    help: "MCP tool calls by client identity (token:N, oauth:<hash>, anonymous) and outcome.",
+    labelNames: ["client", "outcome"],
+    registers,
+  });
   const calls = new Counter({
     name: "rune_tool_calls_total",
     help:
@@ -216,6 +234,7 @@ export function createPrometheusMetrics(): PrometheusMetrics {
         outcome: end.outcome,
       };
       calls.inc(values);
+      clientCalls.inc({ client: client(labels.client ?? "anonymous"), outcome: end.outcome });
       duration.observe(values, end.seconds);
       if (end.ttftSeconds !== undefined) ttft.observe(values, end.ttftSeconds);
     },

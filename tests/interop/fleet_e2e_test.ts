@@ -191,6 +191,8 @@ Deno.test("one Rune over three hosts: hosts listed, no call lost to a failing or
     assert.equal(valueOf(metrics, "rune_tool_calls_total", { tool: "ai_ollama_embed" }), 2);
     assert.equal(valueOf(metrics, "rune_tool_calls_total", { tool: "ai_ollama_list_models" }), 1);
     assert.equal(valueOf(metrics, "rune_tool_calls_total"), 7);
+    // Every call came with the one configured token: identity token:1, never the token itself.
+    assert.equal(valueOf(metrics, "rune_client_tool_calls_total", { client: "token:1" }), 7);
     assert.equal(valueOf(metrics, "rune_tool_call_duration_seconds_count"), 7);
     assert.equal(valueOf(metrics, "rune_time_to_first_token_seconds_count"), 4);
     assert.equal(valueOf(metrics, "rune_failovers_total", { provider: "ollama" }), 2);

@@ -7,7 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { createPrometheusMetrics, MAX_MODEL_LABELS } from "../../src/metrics/prometheus.ts";
+import {
+  createPrometheusMetrics,
+  MAX_CLIENT_LABELS,
+  MAX_MODEL_LABELS,
+} from "../../src/metrics/prometheus.ts";
 import { parsePrometheusText, valueOf } from "../prometheus_text.ts";
 
 Deno.test("metrics: each event is counted under the contract's series names", async () => {
@@ -39,6 +43,10 @@ Deno.test("metrics: each event is counted under the contract's series names", as
   const ok = { ...call, outcome: "ok" };
   assert.equal(valueOf(families, "rune_tool_calls_total", ok), 2);
   assert.equal(valueOf(families, "rune_tool_calls_total", { ...call, outcome: "error" }), 1);
+  assert.equal(
+    valueOf(families, "rune_client_tool_calls_total", { client: "anonymous", outcome: "ok" }),
+    2,
+  );
   assert.equal(valueOf(families, "rune_tool_call_duration_seconds_count", ok), 2);
   assert.equal(valueOf(families, "rune_tool_call_duration_seconds_sum", ok), 0.2 + 0.4);
   assert.equal(
@@ -77,6 +85,7 @@ Deno.test("metrics: each event is counted under the contract's series names", as
       ["rune_cache_bytes", "gauge"],
       ["rune_cache_hits_total", "counter"],
       ["rune_cache_misses_total", "counter"],
+      ["rune_client_tool_calls_total", "counter"],
       ["rune_failovers_total", "counter"],
       ["rune_fallbacks_total", "counter"],
       ["rune_rate_limited_total", "counter"],
@@ -112,6 +121,28 @@ Deno.test(`metrics: past ${MAX_MODEL_LABELS} models, new model names are counted
   assert.equal(series.length, MAX_MODEL_LABELS + 1);
   assert.equal(valueOf(families, "rune_tool_calls_total", { model: "other" }), 10);
   assert.equal(valueOf(families, "rune_tool_calls_total", { model: "m0" }), 2);
+});
+
+Deno.test(`metrics: calls per client identity, anonymous by default, past ${MAX_CLIENT_LABELS} "other"`, async () => {
+  const metrics = createPrometheusMetrics();
+  const call = (client?: string) =>
+    metrics.toolCall({ tool: "ai_generate", provider: "ollama", model: "m", client }, {
+      outcome: "ok",
+      seconds: 0.001,
+    });
+  call();
+  call("token:1");
+  call("token:1");
+  for (let i = 0; i < MAX_CLIENT_LABELS + 5; i++) call(`oauth:${i.toString(16).padStart(32, "0")}`);
+  const families = parsePrometheusText(await metrics.render());
+  assert.equal(valueOf(families, "rune_client_tool_calls_total", { client: "anonymous" }), 1);
+  assert.equal(valueOf(families, "rune_client_tool_calls_total", { client: "token:1" }), 2);
+  // anonymous and token:1 took two of the labels: 254 identities get theirs, 7 are "other".
+  assert.equal(
+    valueOf(families, "rune_client_tool_calls_total", { client: "other" }),
+    MAX_CLIENT_LABELS + 5 - (MAX_CLIENT_LABELS - 2),
+  );
+  assert.equal(families.get("rune_client_tool_calls_total")!.samples.length, MAX_CLIENT_LABELS + 1);
 });
 
 Deno.test("the test's Prometheus parser refuses what Prometheus would", () => {
