@@ -16,7 +16,6 @@ import type { Config } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ClientLimit } from "../mcp/client_limits.ts";
-import { createRedisTaskStore } from "../mcp/tasks/redis_store.ts";
 import { createMemoryTaskStore, type TaskStore } from "../mcp/tasks/store.ts";
 import type { FleetEvents, HostGauge } from "../metrics/events.ts";
 import { withCache } from "../providers/cache.ts";
@@ -35,7 +34,7 @@ import {
 import { parseRate, withLimits } from "../providers/limits.ts";
 import type { HostState, PoolProvider } from "../providers/pool.ts";
 import type { Provider } from "../providers/types.ts";
-import { connectRedis, type RedisLink } from "../redis.ts";
+import type { RedisLink } from "../redis.ts";
 import { bytesFlag } from "./options.ts";
 
 /** The flags of the fleet settings. */
@@ -97,8 +96,12 @@ export function isPool(provider: Provider): provider is PoolProvider {
   return typeof (provider as Partial<PoolProvider>).hosts === "function";
 }
 
-/** Reads the fleet flags and configuration, connects Redis, and wraps the providers. */
-export function setupFleet(inputs: FleetInputs): Fleet {
+/**
+ * Reads the fleet flags and configuration, connects Redis, and wraps the
+ * providers. The Redis client is loaded only when Redis is configured: it
+ * alone would add about 24 MiB to every daemon.
+ */
+export async function setupFleet(inputs: FleetInputs): Promise<Fleet> {
   const { values, config, events, log } = inputs;
   const cacheMode = (values.cache as string | undefined) ?? config.cache?.store ?? "memory";
   if (cacheMode !== "memory" && cacheMode !== "off") {
@@ -118,7 +121,13 @@ export function setupFleet(inputs: FleetInputs): Fleet {
   const rate = rateText === undefined ? undefined : parseRate(rateText);
 
   const pools = inputs.providers.filter(isPool);
-  const link: RedisLink | undefined = redisUrl ? connectRedis(redisUrl, { log }) : undefined;
+  const redis = redisUrl === undefined ? undefined : await Promise.all([
+    import("../redis.ts"),
+    import("../mcp/tasks/redis_store.ts"),
+  ]);
+  const link: RedisLink | undefined = redis && redisUrl
+    ? redis[0].connectRedis(redisUrl, { log })
+    : undefined;
   const localRates = createMemoryRateStore();
   const sharedRates: RateStore = link
     ? createRedisRateStore(link, { fallback: localRates })
@@ -158,7 +167,7 @@ export function setupFleet(inputs: FleetInputs): Fleet {
 
   return {
     providers: wrapped,
-    tasks: link ? createRedisTaskStore(link) : createMemoryTaskStore(),
+    tasks: link && redis ? redis[1].createRedisTaskStore(link) : createMemoryTaskStore(),
     ...(rate && { clientLimit: { rate, store: sharedRates } }),
     health: () => ({
       ...(pools.length > 0 && {

@@ -18,7 +18,7 @@ import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import { type FleetEvents, NO_EVENTS } from "../metrics/events.ts";
 import type { PrometheusMetrics } from "../metrics/prometheus.ts";
 import type { Provider } from "../providers/types.ts";
-import { createHandler, type Handler } from "../transports/http.ts";
+import type { Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
@@ -269,6 +269,8 @@ async function listen(
       scopes: scopesOf(ctx),
     });
   });
+  // Loaded only with a listener: a stdio daemon needs none of the network transports.
+  const { createHandler } = await import("../transports/http.ts");
   const handler = createHandler({
     factory,
     providers,
@@ -379,7 +381,10 @@ export async function runServe(args: string[], io: Io): Promise<number> {
   if (metricsMode !== "on" && metricsMode !== "off") {
     throw new UsageError(`--metrics must be on or off, got ${JSON.stringify(metricsMode)}`);
   }
-  const metrics = metricsMode === "on"
+  const useStdio = Boolean(values.stdio);
+  const useNetwork = !useStdio || values.port !== undefined || values.host !== undefined;
+  // Only a network listener serves /metrics; prom-client alone costs a stdio daemon ~17 MiB.
+  const metrics = metricsMode === "on" && useNetwork
     ? (await import("../metrics/prometheus.ts")).createPrometheusMetrics()
     : undefined;
   const events = metrics ?? NO_EVENTS;
@@ -393,7 +398,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     log("info", "model management is on: clients may pull and delete Ollama models");
   }
   // Cache, limits, fallbacks and Redis; long calls run as tasks (in Redis with --redis).
-  const fleet = setupFleet({ values, config, providers: built, events, log });
+  const fleet = await setupFleet({ values, config, providers: built, events, log });
   const { providers, tasks, clientLimit } = fleet;
   const deps: ServeDeps = {
     providers,
@@ -404,8 +409,6 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     allowModelManagement,
     ...(clientLimit && { clientLimit }),
   };
-  const useStdio = Boolean(values.stdio);
-  const useNetwork = !useStdio || values.port !== undefined || values.host !== undefined;
   const graceMs = secondsFlag(values["shutdown-grace"], "shutdown-grace") ?? 10_000;
 
   let stdioTransport: MessageTransport | undefined;

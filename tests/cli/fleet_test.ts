@@ -28,7 +28,7 @@ function fleet(values: Record<string, unknown>, config: Config = {}, providers?:
   });
 }
 
-Deno.test("fleet flags: wrong values are usage errors that say what to write", () => {
+Deno.test("fleet flags: wrong values are usage errors that say what to write", async () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ cache: "disk" }, /--cache must be memory or off, got "disk"/],
     [{ "cache-max-bytes": "lots" }, /--cache-max-bytes needs a positive whole number of bytes/],
@@ -36,14 +36,14 @@ Deno.test("fleet flags: wrong values are usage errors that say what to write", (
     [{ "rate-limit": "10 per minute" }, /--rate-limit needs a rate such as 10\/s, 600\/m/],
   ];
   for (const [values, message] of cases) {
-    assert.throws(() => fleet(values), (error) => {
+    await assert.rejects(fleet(values), (error) => {
       assert.ok(error instanceof UsageError);
       assert.match(error.message, message);
       return true;
     });
   }
-  assert.throws(
-    () => fleet({}, { fallbacks: { "nowhere/m": ["ollama/m1"] } }),
+  await assert.rejects(
+    fleet({}, { fallbacks: { "nowhere/m": ["ollama/m1"] } }),
     /fallbacks in the configuration: Unknown provider "nowhere" in "nowhere\/m"/,
   );
 });
@@ -52,10 +52,13 @@ Deno.test("fleet: the configuration sets the cache, the limit and the fallbacks;
   const config = parseConfig(
     JSON.stringify({ cache: { store: "off" }, rate_limit: "10/m" }),
   );
-  const off = fleet({}, config);
+  const off = await fleet({}, config);
   assert.deepEqual(off.health(), { cache: { store: "off" } });
   assert.deepEqual(off.clientLimit?.rate, { limit: 10, windowMs: 60_000, text: "10/m" });
-  const on = fleet({ cache: "memory", "cache-max-bytes": "1000", "rate-limit": "2/s" }, config);
+  const on = await fleet(
+    { cache: "memory", "cache-max-bytes": "1000", "rate-limit": "2/s" },
+    config,
+  );
   assert.deepEqual(on.health(), {
     cache: { store: "memory", status: "up", bytes: 0, max_bytes: 1000 },
   });
@@ -70,7 +73,7 @@ Deno.test("fleet: a cached embedding reaches no limit, and a provider's own limi
     providers: [{ id: "cloud", type: "openai", rpm: 1 }],
     fallbacks: { "cloud/big": ["ollama/small"] },
   };
-  const setup = fleet({}, config, [cloud, local]);
+  const setup = await fleet({}, config, [cloud, local]);
   const [wrapped] = setup.providers;
   try {
     await wrapped.embed({ model: "big", input: "same" });
