@@ -390,6 +390,19 @@ async function streamingSections(
   results.pacedRate = plan.pacedRate;
   log(`cancel: ${plan.cancels} cancellations`);
   results.cancel = await measureCancel(relayDaemon, emitter, { offset, runs: plan.cancels });
+  log(`cancel (2026-07-28, WebSocket and Streamable HTTP): ${plan.cancels} cancellations each`);
+  results.modernCancel = {
+    "ws 2026": await measureCancel(relayDaemon, emitter, {
+      offset,
+      runs: plan.cancels,
+      via: "ws 2026",
+    }),
+    "http 2026": await measureCancel(relayDaemon, emitter, {
+      offset,
+      runs: plan.cancels,
+      via: "http 2026",
+    }),
+  };
   log("disconnect: dropping the WebSocket mid-stream");
   results.disconnect = await measureDisconnect(relayDaemon, emitter, clock.offset, 5);
 

@@ -87,6 +87,11 @@ export interface Results {
   pacedRate: number;
   /** Cancel to upstream close. */
   cancel: { latency: Summary; missed: number };
+  /**
+   * Cancel to upstream close in the 2026-07-28 era: `notifications/cancelled`
+   * over WebSocket, and closing the request's stream over Streamable HTTP.
+   */
+  modernCancel: Record<"ws 2026" | "http 2026", { latency: Summary; missed: number }>;
   /** WebSocket dropped mid-stream to upstream close. */
   disconnect: { latency: Summary; missed: number };
   /** Waves of clients that drop a streaming call. */
@@ -363,6 +368,18 @@ function eraRows(r: Results): Row[] {
     rows.push([name, ms(value), `< ${TARGETS.coldStart} ms`, mark(value < TARGETS.coldStart)]);
   }
   rows.push(
+    [
+      "Cancel → upstream closed, 2026-07-28 over WebSocket (notifications/cancelled, p50 / p99)",
+      cancelText(r.modernCancel["ws 2026"]),
+      `< ${TARGETS.cancel} ms`,
+      mark(cancelOk(r.modernCancel["ws 2026"])),
+    ],
+    [
+      "Cancel → upstream closed, 2026-07-28 over Streamable HTTP (request stream closed, p50 / p99)",
+      cancelText(r.modernCancel["http 2026"]),
+      `< ${TARGETS.cancel} ms`,
+      mark(cancelOk(r.modernCancel["http 2026"])),
+    ],
     [
       "Idle RSS, stdio daemon after initialize",
       mb(r.idleRss.runeStdio),
@@ -834,7 +851,7 @@ export function renderResults(r: Results): string {
     "",
     "## Results against targets",
     "",
-    "### Protocol eras (issue 9): overhead, throughput, cold start, memory",
+    "### Protocol eras (issue 9): overhead, throughput, cancel, cold start, memory",
     "",
     table(["Measure", "Measured", "Target", ""], eraRows(r)),
     "",

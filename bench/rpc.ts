@@ -193,11 +193,14 @@ export async function open(client: RpcClient): Promise<void> {
   }
 }
 
-/** A WebSocket client that can also cancel a request. */
-export interface WsClient extends RpcClient {
-  /** Sends `notifications/cancelled` for request `id` and forgets it. */
+/** A client that can cancel a request it sent. */
+export interface CancellingClient extends RpcClient {
+  /** Cancels request `id` the way the transport and era do it, and forgets it. */
   cancel(id: number): void;
 }
+
+/** A WebSocket client; `cancel` sends `notifications/cancelled`. */
+export type WsClient = CancellingClient;
 
 /** Connects to `url` (ws://.../ws) with subprotocol `mcp`; not yet opened. */
 export function connectWebSocket(url: string, options: ClientOptions = {}): Promise<WsClient> {
@@ -347,13 +350,38 @@ export function spawnStdio(
   };
 }
 
-/** A Streamable HTTP client that can also abandon a request. */
-export interface HttpClient extends RpcClient {
-  /**
-   * Aborts the POST of request `id` (its response stream closes), which is
-   * how a 2026-07-28 client cancels, and forgets the request.
-   */
-  abort(id: number): void;
+/**
+ * A Streamable HTTP client; `cancel` aborts the POST of the request (its
+ * response stream closes), which is how a 2026-07-28 client cancels.
+ */
+export type HttpClient = CancellingClient;
+
+/**
+ * Reads an SSE body as it arrives and hands each event's `data` (its
+ * `data:` lines joined) to `onData` with the time its chunk arrived.
+ */
+async function readEvents(
+  body: ReadableStream<Uint8Array>,
+  onData: (data: string, receivedAt: number) => void,
+): Promise<void> {
+  let buffer = "";
+  let data: string[] = [];
+  for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
+    const receivedAt = wallNow();
+    buffer += chunk;
+    let newline: number;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, newline).replace(/\r$/, "");
+      buffer = buffer.slice(newline + 1);
+      if (line === "") {
+        if (data.length) onData(data.join("\n"), receivedAt);
+        data = [];
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+      }
+    }
+  }
+  if (data.length) onData(data.join("\n"), wallNow());
 }
 
 /**
@@ -384,16 +412,15 @@ export async function connectHttp(url: string, options: ClientOptions = {}): Pro
         signal: abort.signal,
       });
       if (era === "legacy") sessionId ??= response.headers.get("mcp-session-id") ?? undefined;
-      const body = await response.text();
       const type = response.headers.get("content-type") ?? "";
-      if (!response.ok) throw new Error(`HTTP ${response.status}: ${body.slice(0, 200)}`);
-      if (type.includes("text/event-stream")) {
-        const receivedAt = wallNow();
-        for (const line of body.split("\n")) {
-          if (line.startsWith("data:")) dispatcher.receive(line.slice(5).trim(), receivedAt);
-        }
-      } else if (type.includes("application/json") && body.trim() !== "") {
-        dispatcher.receive(body);
+      if (!response.ok) {
+        throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
+      }
+      if (type.includes("text/event-stream") && response.body) {
+        await readEvents(response.body, (data, receivedAt) => dispatcher.receive(data, receivedAt));
+      } else {
+        const body = await response.text();
+        if (type.includes("application/json") && body.trim() !== "") dispatcher.receive(body);
       }
     } finally {
       if (id !== undefined) inFlight.delete(id);
@@ -422,7 +449,7 @@ export async function connectHttp(url: string, options: ClientOptions = {}): Pro
       const text = JSON.stringify({ jsonrpc: "2.0", method, ...(params && { params }) });
       await post(text, routing(method, params));
     },
-    abort(id) {
+    cancel(id) {
       dispatcher.forget(id);
       inFlight.get(id)?.abort();
     },

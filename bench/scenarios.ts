@@ -28,6 +28,8 @@ import {
   startRuneDaemon,
 } from "./procs.ts";
 import {
+  type CancellingClient,
+  connectHttp,
   connectWebSocket,
   type Era,
   ERA_VERSION,
@@ -809,24 +811,39 @@ async function streamRecord(
 }
 
 /**
+ * How a client cancels: `ws` and `ws 2026` send `notifications/cancelled`
+ * on a WebSocket session (2025) or connection (2026-07-28); `http 2026`
+ * closes the stateless request's response stream.
+ */
+export type CancelPath = "ws" | "ws 2026" | "http 2026";
+
+async function connectFor(daemon: RuneDaemon, via: CancelPath): Promise<CancellingClient> {
+  if (via === "ws") return await openWs(daemon);
+  if (via === "ws 2026") return await openWs(daemon, "modern");
+  return await connectHttp(`${daemon.url}/mcp`, { era: "modern" });
+}
+
+/**
  * Starts `runs` endless paced streams one after another, cancels each once
- * tokens flow, and measures until the emitter sees its stream cancelled.
+ * tokens flow (by `via`), and measures until the emitter sees its stream
+ * cancelled.
  */
 export async function measureCancel(
   daemon: RuneDaemon,
   emitter: Service,
-  { offset, runs, route = STREAM_ROUTES.ollama }: {
+  { offset, runs, route = STREAM_ROUTES.ollama, via = "ws" }: {
     offset: number;
     runs: number;
     route?: StreamRoute;
+    via?: CancelPath;
   },
 ): Promise<{ latency: Summary; missed: number }> {
-  const client = await openWs(daemon);
+  const client = await connectFor(daemon, via);
   const latencies: number[] = [];
   let missed = 0;
   try {
     for (let run = 0; run < runs; run++) {
-      const id = `cancel-${route.provider}${run}-${Date.now()}`;
+      const id = `cancel-${route.provider}-${via.replace(" ", "-")}${run}-${Date.now()}`;
       const flowing = Promise.withResolvers<void>();
       let requestId = 0;
       client.request("tools/call", {
