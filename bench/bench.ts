@@ -227,10 +227,10 @@ async function latencySections(
   cleanup.add(() => floor.stop());
   results.sequentialCpu = await measureSequentialCpu([
     floorCpuTarget("floor", floor),
-    runeCpuTarget("stdio", runeStdio),
-    runeCpuTarget("stdio 2026", runeStdioModern),
-    runeCpuTarget("ws", eras.legacy.ws, net.pid),
-    runeCpuTarget("ws 2026", eras.modern.ws, net.pid),
+    runeCpuTarget("stdio", { client: runeStdio, pid: runeStdio.pid }),
+    runeCpuTarget("stdio 2026", { client: runeStdioModern, pid: runeStdioModern.pid }),
+    runeCpuTarget("ws", { client: eras.legacy.ws, pid: net.pid }),
+    runeCpuTarget("ws 2026", { client: eras.modern.ws, pid: net.pid }),
   ], { calls: plan.cpuCalls, rounds: plan.cpuRounds });
   await floor.stop();
 

@@ -731,10 +731,10 @@ function limits(r: Results): string[] {
     out.push(
       `- **Idle RSS**: a bare \`deno eval\` process takes ${mb(r.idleRss.bareDeno)} here; ` +
         `Rune on stdio ${mb(r.idleRss.runeStdio)} after initialize and ` +
-        `${mb(r.idleRss.runeStdioModern)} after server/discover; the fresh network daemon, ` +
-        `which loads the MCP layer only when its first session opens, ${mb(idle)}; the peer ` +
-        `on Node ${mb(r.idleRss.peer)}. The difference to bare Deno is the code a session ` +
-        "loads (the MCP SDK v2, zod, Rune's modules): issue 16 asks for the profile of it.",
+        `${mb(r.idleRss.runeStdioModern)} after server/discover; the fresh network daemon ` +
+        `(no session yet) ${mb(idle)}; the peer on Node ${mb(r.idleRss.peer)}. The ` +
+        "difference to bare Deno is the code loaded (the MCP SDK v2, zod, the providers, " +
+        "Rune's modules); issue 16 asks for a profile of it.",
     );
   }
   const cpuMisses = [

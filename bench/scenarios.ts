@@ -393,17 +393,18 @@ export interface CpuPerCall {
   runs: number[];
 }
 
-/** A target that calls Rune's generate over `client`, charged to `pid`. */
-export function runeCpuTarget(name: string, client: RpcClient & { pid?: number }, pid?: number) {
-  const charged = pid ?? client.pid;
-  if (charged === undefined) throw new Error(`no process to charge for ${name}`);
+/** A target that calls Rune's generate over `client`, charged to the daemon `pid`. */
+export function runeCpuTarget(
+  name: string,
+  { client, pid }: { client: RpcClient; pid: number },
+): CpuTarget {
   return {
     name,
-    pid: charged,
-    async run(count: number) {
+    pid,
+    async run(count) {
       for (let i = 0; i < count; i++) await callGenerate(client, RUNE_TOOLS);
     },
-  } satisfies CpuTarget;
+  };
 }
 
 /** The fetch-floor process as a target. */
