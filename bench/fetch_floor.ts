@@ -26,7 +26,10 @@ const BODY = JSON.stringify({ model: "llama3.2", prompt: "Say hi", stream: true 
 async function streamedFetch(url: string, signal?: AbortSignal): Promise<number> {
   const response = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json", accept: "application/x-ndjson" },
+    headers: {
+      "content-type": "application/json",
+      accept: "application/x-ndjson, application/json",
+    },
     body: BODY,
     ...(signal && { signal }),
   });
