@@ -185,8 +185,12 @@ export async function fleetSection(plan: FleetPlan, deps: FleetDeps): Promise<Fl
   const off = await deps.daemon(["--metrics", "off"]);
   const throughput: FleetResults["throughput"] = { on: [], off: [] };
   for (let i = 0; i < 3; i++) {
-    throughput.on.push(await measureThroughput(on, double, 100, plan.throughputMs));
-    throughput.off.push(await measureThroughput(off, double, 100, plan.throughputMs));
+    throughput.on.push(
+      await measureThroughput(on, double, { sessions: 100, durationMs: plan.throughputMs }),
+    );
+    throughput.off.push(
+      await measureThroughput(off, double, { sessions: 100, durationMs: plan.throughputMs }),
+    );
   }
   await Promise.all([on.stop(), off.stop()]);
   return { cacheHit, routing, failover, throughput };

@@ -115,14 +115,68 @@ export async function rssBytes(pid: number): Promise<number> {
   return kb === undefined ? NaN : Number(kb) * 1024;
 }
 
+/** Clock ticks per second of /proc times (USER_HZ, 100 on Linux). */
+const USER_HZ = 100;
+
+/** CPU times from a /proc/PID/stat line, in milliseconds. */
+export interface StatCpu {
+  /** User plus system time of the process (all its threads). */
+  self: number;
+  /** User plus system time of its children that exited and were waited for. */
+  children: number;
+}
+
+/**
+ * Parses the CPU times of a /proc/PID/stat line (utime, stime, cutime and
+ * cstime, fields 14 to 17); undefined when the line is not one.
+ */
+export function parseStatCpu(stat: string): StatCpu | undefined {
+  // The command name (field 2) is parenthesised and may hold spaces or parentheses itself.
+  const close = stat.lastIndexOf(")");
+  if (close === -1) return undefined;
+  const fields = stat.slice(close + 2).trim().split(" ");
+  const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
+  if (![utime, stime, cutime, cstime].every(Number.isFinite)) return undefined;
+  return {
+    self: ((utime + stime) * 1000) / USER_HZ,
+    children: ((cutime + cstime) * 1000) / USER_HZ,
+  };
+}
+
 /** CPU time (user + system) process `pid` has used, in milliseconds, or NaN. */
 export async function cpuMs(pid: number): Promise<number> {
-  const stat = await readProc(`/proc/${pid}/stat`);
-  if (stat === "") return NaN;
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux.
+  return parseStatCpu(await readProc(`/proc/${pid}/stat`))?.self ?? NaN;
+}
+
+/**
+ * CPU time of this process plus its exited children, in milliseconds: at
+ * the end of a run, when every process the benchmark started was waited
+ * for, all the benchmark's processes together.
+ */
+export async function ownTreeCpuMs(): Promise<number> {
+  const cpu = parseStatCpu(await readProc(`/proc/${Deno.pid}/stat`));
+  return cpu === undefined ? NaN : cpu.self + cpu.children;
+}
+
+/** The soft and hard limits of one line of /proc/PID/limits. */
+export interface Limit {
+  /** The soft limit (what the process gets), Infinity for unlimited. */
+  soft: number;
+  /** The hard limit (how far the soft one may be raised), Infinity for unlimited. */
+  hard: number;
+}
+
+/** Parses the "Max open files" line of a /proc/PID/limits text; undefined if absent. */
+export function parseOpenFilesLimit(limits: string): Limit | undefined {
+  const match = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
+  if (!match) return undefined;
+  const value = (text: string) => text === "unlimited" ? Infinity : Number(text);
+  return { soft: value(match[1]), hard: value(match[2]) };
+}
+
+/** The open-files limit of process `pid`, or undefined when unreadable. */
+export async function openFilesLimit(pid: number): Promise<Limit | undefined> {
+  return parseOpenFilesLimit(await readProc(`/proc/${pid}/limits`));
 }
 
 /** Whole-machine CPU jiffies from /proc/stat: busy and total. */
@@ -137,6 +191,55 @@ export async function machineCpu(): Promise<{ busy: number; total: number }> {
 /** The 1-minute load average (runnable processes), or NaN. */
 export async function loadAverage(): Promise<number> {
   return Number((await readProc("/proc/loadavg")).split(" ")[0] || NaN);
+}
+
+/** The machine's load over a stretch of time. */
+export interface LoadReport {
+  /** 1-minute load averages sampled during it. */
+  samples: number[];
+  /** Share of the machine's CPU time that was busy (0..1). */
+  busy: number;
+  /** Busy CPU time of the whole machine, ms (all cores). */
+  busyMs: number;
+  /** Wall time, ms. */
+  elapsedMs: number;
+}
+
+/**
+ * Samples the load average every `intervalMs` and reads the machine's busy
+ * CPU time from /proc/stat at the start and at `stop()`.
+ */
+export async function sampleLoad(intervalMs: number): Promise<{ stop(): Promise<LoadReport> }> {
+  const samples: number[] = [];
+  const start = performance.now();
+  const cpu0 = await machineCpu();
+  let running = true;
+  let wake: (() => void) | undefined;
+  const loop = (async () => {
+    while (running) {
+      const load = await loadAverage();
+      if (Number.isFinite(load)) samples.push(load);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, intervalMs);
+      });
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      wake?.();
+      await loop;
+      const cpu1 = await machineCpu();
+      const jiffies = cpu1.total - cpu0.total;
+      return {
+        samples,
+        busy: (cpu1.busy - cpu0.busy) / jiffies,
+        busyMs: ((cpu1.busy - cpu0.busy) * 1000) / USER_HZ,
+        elapsedMs: performance.now() - start,
+      };
+    },
+  };
 }
 
 /** A short description of the machine for the results file. */
@@ -222,6 +325,23 @@ export async function preparePeer(): Promise<PeerCommand> {
   };
 }
 
+/**
+ * A clean environment for the processes under test: what Deno needs to
+ * find its cache, plus `extra`. A developer's `OLLAMA_HOST`, cloud keys or
+ * `~/.config/rune/config.json` must not change what is measured.
+ */
+export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {
+    NO_COLOR: "1",
+    XDG_CONFIG_HOME: "/nonexistent/rune-bench",
+  };
+  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
 /** The permissions `deno task serve` grants the daemon. */
 export const RUNE_PERMISSIONS: readonly string[] = DEV_PERMISSIONS;
 
@@ -243,15 +363,23 @@ export interface RuneDaemon {
   stop(): Promise<void>;
 }
 
+/** Options of the functions that start Rune. */
+export interface RuneOptions {
+  /** More `rune serve` arguments. Default none. */
+  extra?: string[];
+  /** Flags for `deno run` (e.g. `--cpu-prof` in `bench/cpu.ts`). Default none. */
+  denoFlags?: string[];
+  /** Environment variables beyond {@linkcode cleanEnv}'s (e.g. cloud keys). Default none. */
+  env?: Record<string, string>;
+}
+
 /**
  * Starts `rune serve --port 0 --ollama-host HOST --log-level info ...extra`
  * with the daemon's own permissions and waits for its `listening on` line.
- * `denoFlags` go to `deno run` (e.g. `--cpu-prof` in `bench/cpu.ts`).
  */
 export async function startRuneDaemon(
   ollamaHost: string,
-  extra: string[] = [],
-  denoFlags: string[] = [],
+  options: RuneOptions = {},
 ): Promise<RuneDaemon> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -259,7 +387,7 @@ export async function startRuneDaemon(
       "--config",
       RUNE_CONFIG,
       ...RUNE_PERMISSIONS,
-      ...denoFlags,
+      ...(options.denoFlags ?? []),
       RUNE_MAIN,
       "serve",
       "--port",
@@ -268,10 +396,11 @@ export async function startRuneDaemon(
       ollamaHost,
       "--log-level",
       "info",
-      ...extra,
+      ...(options.extra ?? []),
     ],
     cwd: ROOT,
-    env: { NO_COLOR: "1" },
+    env: cleanEnv(options.env),
+    clearEnv: true,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -327,12 +456,16 @@ export async function startRuneDaemon(
 }
 
 /** Arguments of `deno` for `rune serve --stdio` against `ollamaHost`. */
-export function runeStdioArgs(ollamaHost: string): string[] {
+export function runeStdioArgs(
+  ollamaHost: string,
+  options: Pick<RuneOptions, "denoFlags"> = {},
+): string[] {
   return [
     "run",
     "--config",
     RUNE_CONFIG,
     ...RUNE_PERMISSIONS,
+    ...(options.denoFlags ?? []),
     RUNE_MAIN,
     "serve",
     "--stdio",
@@ -359,6 +492,69 @@ export function sampleRss(pid: number, intervalMs: number): { stop(): Promise<nu
       running = false;
       await loop;
       return peak;
+    },
+  };
+}
+
+/** The fetch-floor process (`bench/fetch_floor.ts`). */
+export interface FloorProcess {
+  /** Process id. */
+  pid: number;
+  /** Makes `count` streamed requests one after another; resolves when they are done. */
+  run(count: number): Promise<void>;
+  /** Ends its input and waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/** Starts `bench/fetch_floor.ts` against the Ollama double at `ollamaUrl`. */
+export function startFetchFloor(ollamaUrl: string): FloorProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-net=127.0.0.1", `${ROOT}bench/fetch_floor.ts`, ollamaUrl],
+    cwd: ROOT,
+    env: cleanEnv(),
+    clearEnv: true,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const encoder = new TextEncoder();
+  let buffer = "";
+  async function nextLine(): Promise<string> {
+    while (!buffer.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error("fetch_floor.ts exited");
+      buffer += value;
+    }
+    const at = buffer.indexOf("\n");
+    const line = buffer.slice(0, at);
+    buffer = buffer.slice(at + 1);
+    return line;
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    pid: child.pid,
+    async run(count) {
+      await writer.write(encoder.encode(`${count}\n`));
+      const line = await nextLine();
+      if (line !== `done ${count}`) throw new Error(`fetch_floor.ts answered ${line}`);
+    },
+    stop() {
+      stopping ??= (async () => {
+        await writer.close().catch(() => {});
+        const kill = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // Already gone.
+          }
+        }, 5_000);
+        await child.status;
+        clearTimeout(kill);
+        await lines.cancel().catch(() => {});
+      })();
+      return stopping;
     },
   };
 }

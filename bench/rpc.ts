@@ -1,6 +1,7 @@
 /**
  * Lean JSON-RPC clients for the benchmark: raw MCP over WebSocket, over a
- * child process's stdin/stdout, and over Streamable HTTP.
+ * child process's stdin/stdout, and over Streamable HTTP, in either
+ * protocol era.
  *
  * They skip the SDK client on purpose: it validates every message with zod
  * and dispatches notifications a microtask late, which would put client
@@ -8,13 +9,49 @@
  * Every client speaks the same small interface so one scenario can drive
  * all transports and the peer alike.
  *
+ * Eras: a `legacy` client opens a 2025 session with `initialize`; a
+ * `modern` client (2026-07-28, stateless) never initializes and puts the
+ * `_meta` envelope (protocol version, client capabilities, client info) on
+ * every request, and over Streamable HTTP posts without a session, with the
+ * `mcp-method` and `mcp-name` headers. Over stdio and WebSocket the first
+ * message decides the era; {@linkcode open} sends `server/discover` first,
+ * as the SDK v2 and Vercel AI SDK clients do.
+ *
  * @module
  */
 
 import { wallNow } from "./stats.ts";
 
-/** The protocol version the benchmark announces. */
-export const PROTOCOL_VERSION = "2025-06-18";
+/** The protocol eras: 2025 sessions (`initialize`) and 2026-07-28 (stateless). */
+export type Era = "legacy" | "modern";
+
+/** The protocol version each era announces. */
+export const ERA_VERSION: Readonly<Record<Era, string>> = {
+  legacy: "2025-06-18",
+  modern: "2026-07-28",
+};
+
+/** The protocol version the legacy clients announce. */
+export const PROTOCOL_VERSION = ERA_VERSION.legacy;
+
+/** The client's name in `initialize` and the 2026-07-28 envelope. */
+const CLIENT_INFO = { name: "rune-bench", version: "1.0.0" };
+
+/** The `_meta` envelope every 2026-07-28 request carries. */
+export const ENVELOPE: Readonly<Record<string, unknown>> = {
+  "io.modelcontextprotocol/protocolVersion": ERA_VERSION.modern,
+  "io.modelcontextprotocol/clientCapabilities": {},
+  "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
+};
+
+/** Options shared by the client constructors. */
+export interface ClientOptions {
+  /**
+   * The protocol era the client speaks.
+   * @default "legacy"
+   */
+  era?: Era;
+}
 
 /** A JSON-RPC message as received. */
 export interface RpcMessage {
@@ -43,6 +80,8 @@ export interface RequestOptions {
 
 /** A connected MCP client. */
 export interface RpcClient {
+  /** The protocol era it speaks. */
+  readonly era: Era;
   /** Sends a request and resolves with its result (rejects on a JSON-RPC error). */
   request(
     method: string,
@@ -66,6 +105,11 @@ class Dispatcher {
   #nextId = 1;
   #pending = new Map<number | string, Pending>();
   #progress = new Map<string, ProgressHandler>();
+  #envelope: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(era: Era) {
+    this.#envelope = era === "modern" ? ENVELOPE : undefined;
+  }
 
   /** Registers a request and returns its message text and result promise. */
   prepare(
@@ -79,7 +123,9 @@ class Dispatcher {
     if (options?.onProgress) {
       progressToken = `p${id}`;
       this.#progress.set(progressToken, options.onProgress);
-      body = { ...params, _meta: { progressToken } };
+    }
+    if (this.#envelope !== undefined || progressToken !== undefined) {
+      body = { ...params, _meta: { ...this.#envelope, ...(progressToken && { progressToken }) } };
     }
     const result = new Promise<Record<string, unknown>>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, progressToken });
@@ -123,26 +169,44 @@ class Dispatcher {
   }
 }
 
-/** Initializes an MCP session over `client`. */
-export async function initialize(client: RpcClient, name = "rune-bench"): Promise<void> {
+/** Initializes a 2025 session over `client`. */
+export async function initialize(client: RpcClient): Promise<void> {
   await client.request("initialize", {
     protocolVersion: PROTOCOL_VERSION,
     capabilities: {},
-    clientInfo: { name, version: "1.0.0" },
+    clientInfo: CLIENT_INFO,
   });
   await client.notify("notifications/initialized");
 }
 
-/** A WebSocket client that can also cancel a request. */
-export interface WsClient extends RpcClient {
-  /** Sends `notifications/cancelled` for request `id` and forgets it. */
+/**
+ * Opens `client` in its era: `initialize` (legacy), or `server/discover`
+ * (modern; it checks the server offers 2026-07-28).
+ */
+export async function open(client: RpcClient): Promise<void> {
+  if (client.era === "legacy") return await initialize(client);
+  const { supportedVersions } = await client.request("server/discover") as {
+    supportedVersions?: string[];
+  };
+  if (!supportedVersions?.includes(ERA_VERSION.modern)) {
+    throw new Error(`server/discover does not offer ${ERA_VERSION.modern}: ${supportedVersions}`);
+  }
+}
+
+/** A client that can cancel a request it sent. */
+export interface CancellingClient extends RpcClient {
+  /** Cancels request `id` the way the transport and era do it, and forgets it. */
   cancel(id: number): void;
 }
 
-/** Connects to `url` (ws://.../ws) with subprotocol `mcp`; not yet initialized. */
-export function connectWebSocket(url: string): Promise<WsClient> {
+/** A WebSocket client; `cancel` sends `notifications/cancelled`. */
+export type WsClient = CancellingClient;
+
+/** Connects to `url` (ws://.../ws) with subprotocol `mcp`; not yet opened. */
+export function connectWebSocket(url: string, options: ClientOptions = {}): Promise<WsClient> {
+  const era = options.era ?? "legacy";
   const socket = new WebSocket(url, "mcp");
-  const dispatcher = new Dispatcher();
+  const dispatcher = new Dispatcher(era);
   socket.onmessage = (event) => dispatcher.receive(event.data as string);
   const closed = new Promise<void>((resolve) => {
     socket.onclose = () => {
@@ -151,6 +215,7 @@ export function connectWebSocket(url: string): Promise<WsClient> {
     };
   });
   const client: WsClient = {
+    era,
     request(method, params, options) {
       const { id, text, result } = dispatcher.prepare(method, params, options);
       socket.send(text);
@@ -188,20 +253,31 @@ export interface StdioClient extends RpcClient {
   stderr(): string;
 }
 
+/** Options of {@linkcode spawnStdio}. */
+export interface SpawnOptions extends ClientOptions {
+  /**
+   * The child's whole environment (nothing is inherited).
+   * @default { NO_COLOR: "1" }
+   */
+  env?: Record<string, string>;
+}
+
 /** Spawns `command args` and speaks newline-delimited JSON-RPC on its stdin/stdout. */
 export function spawnStdio(
   command: string,
   args: string[],
-  env: Record<string, string> = {},
+  options: SpawnOptions = {},
 ): StdioClient {
+  const era = options.era ?? "legacy";
   const child = new Deno.Command(command, {
     args,
-    env: { NO_COLOR: "1", ...env },
+    env: options.env ?? { NO_COLOR: "1" },
+    clearEnv: true,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const dispatcher = new Dispatcher();
+  const dispatcher = new Dispatcher(era);
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
   let errText = "";
@@ -234,6 +310,7 @@ export function spawnStdio(
   })();
   let closing: Promise<void> | undefined;
   return {
+    era,
     pid: child.pid,
     stderr: () => errText,
     async request(method, params, options) {
@@ -273,54 +350,119 @@ export function spawnStdio(
   };
 }
 
-/** Connects to a Streamable HTTP endpoint (`http://.../mcp`) and initializes a session. */
-export async function connectHttp(url: string): Promise<RpcClient> {
-  const dispatcher = new Dispatcher();
-  let sessionId: string | undefined;
-  async function post(text: string): Promise<void> {
-    const response = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-        "mcp-protocol-version": PROTOCOL_VERSION,
-        ...(sessionId && { "mcp-session-id": sessionId }),
-      },
-      body: text,
-    });
-    sessionId ??= response.headers.get("mcp-session-id") ?? undefined;
-    const body = await response.text();
-    const type = response.headers.get("content-type") ?? "";
-    if (!response.ok) throw new Error(`HTTP ${response.status}: ${body.slice(0, 200)}`);
-    if (type.includes("text/event-stream")) {
-      const receivedAt = wallNow();
-      for (const line of body.split("\n")) {
-        if (line.startsWith("data:")) dispatcher.receive(line.slice(5).trim(), receivedAt);
+/**
+ * A Streamable HTTP client; `cancel` aborts the POST of the request (its
+ * response stream closes), which is how a 2026-07-28 client cancels.
+ */
+export type HttpClient = CancellingClient;
+
+/**
+ * Reads an SSE body as it arrives and hands each event's `data` (its
+ * `data:` lines joined) to `onData` with the time its chunk arrived.
+ */
+async function readEvents(
+  body: ReadableStream<Uint8Array>,
+  onData: (data: string, receivedAt: number) => void,
+): Promise<void> {
+  let buffer = "";
+  let data: string[] = [];
+  for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
+    const receivedAt = wallNow();
+    buffer += chunk;
+    let newline: number;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, newline).replace(/\r$/, "");
+      buffer = buffer.slice(newline + 1);
+      if (line === "") {
+        if (data.length) onData(data.join("\n"), receivedAt);
+        data = [];
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
       }
-    } else if (type.includes("application/json") && body.trim() !== "") {
-      dispatcher.receive(body);
     }
   }
-  const client: RpcClient = {
+  if (data.length) onData(data.join("\n"), wallNow());
+}
+
+/**
+ * Connects to a Streamable HTTP endpoint (`http://.../mcp`): a legacy
+ * client initializes a session; a modern one posts every request on its
+ * own, without a session, after a `server/discover`.
+ */
+export async function connectHttp(url: string, options: ClientOptions = {}): Promise<HttpClient> {
+  const era = options.era ?? "legacy";
+  const version = ERA_VERSION[era];
+  const dispatcher = new Dispatcher(era);
+  const inFlight = new Map<number, AbortController>();
+  let sessionId: string | undefined;
+  async function post(text: string, headers: Record<string, string>, id?: number): Promise<void> {
+    const abort = new AbortController();
+    if (id !== undefined) inFlight.set(id, abort);
+    try {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          "mcp-protocol-version": version,
+          ...(sessionId && { "mcp-session-id": sessionId }),
+          ...headers,
+        },
+        body: text,
+        signal: abort.signal,
+      });
+      if (era === "legacy") sessionId ??= response.headers.get("mcp-session-id") ?? undefined;
+      const type = response.headers.get("content-type") ?? "";
+      if (!response.ok) {
+        throw new Error(`HTTP ${response.status}: ${(await response.text()).slice(0, 200)}`);
+      }
+      if (type.includes("text/event-stream") && response.body) {
+        await readEvents(response.body, (data, receivedAt) => dispatcher.receive(data, receivedAt));
+      } else {
+        const body = await response.text();
+        if (type.includes("application/json") && body.trim() !== "") dispatcher.receive(body);
+      }
+    } finally {
+      if (id !== undefined) inFlight.delete(id);
+    }
+  }
+  /** The 2026-07-28 routing headers of a request (`mcp-name` for the methods that name something). */
+  function routing(method: string, params: Record<string, unknown> | undefined) {
+    if (era === "legacy") return {};
+    const name = method === "tools/call" || method === "prompts/get"
+      ? params?.name
+      : method === "resources/read"
+      ? params?.uri
+      : undefined;
+    return { "mcp-method": method, ...(typeof name === "string" && { "mcp-name": name }) };
+  }
+  const client: HttpClient = {
+    era,
     async request(method, params, options) {
       const { id, text, result } = dispatcher.prepare(method, params, options);
-      const sent = post(text);
+      const sent = post(text, routing(method, params), id);
       options?.onSent?.(id);
       await sent;
       return await result;
     },
     async notify(method, params) {
-      await post(JSON.stringify({ jsonrpc: "2.0", method, ...(params && { params }) }));
+      const text = JSON.stringify({ jsonrpc: "2.0", method, ...(params && { params }) });
+      await post(text, routing(method, params));
+    },
+    cancel(id) {
+      dispatcher.forget(id);
+      inFlight.get(id)?.abort();
     },
     async close() {
+      for (const abort of inFlight.values()) abort.abort();
       if (!sessionId) return;
       const response = await fetch(url, {
         method: "DELETE",
-        headers: { "mcp-session-id": sessionId, "mcp-protocol-version": PROTOCOL_VERSION },
+        headers: { "mcp-session-id": sessionId, "mcp-protocol-version": version },
       });
       await response.body?.cancel();
     },
   };
-  await initialize(client);
+  await open(client);
   return client;
 }
