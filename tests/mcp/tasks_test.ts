@@ -19,7 +19,13 @@ import { createFakeProvider, type FakeProvider } from "../fake_provider.ts";
 
 // Replies are JSON read by path and checked by the assertions that follow.
 // deno-lint-ignore no-explicit-any
-type Message = Record<string, unknown> & { id?: string | number; result?: any; error?: any };
+type Json = any;
+type Message = Record<string, unknown> & {
+  id?: string | number;
+  result?: Json;
+  error?: Json;
+  params?: Json;
+};
 
 const TASKS = "io.modelcontextprotocol/tasks";
 
@@ -35,13 +41,30 @@ async function connect(store: TaskStore, fake: FakeProvider, owner?: string) {
   );
   const inbox: Message[] = [];
   const waiting = new Map<string | number, (m: Message) => void>();
+  const watchers = new Set<() => void>();
   clientEnd.onmessage = (message: JSONRPCMessage) => {
     const m = message as Message;
     const wake = m.id !== undefined ? waiting.get(m.id) : undefined;
     if (wake) {
       waiting.delete(m.id!);
       wake(m);
-    } else inbox.push(m);
+    } else {
+      inbox.push(m);
+      for (const watcher of watchers) watcher();
+    }
+  };
+  /** The notifications `method` received so far, once there are `count` of them. */
+  const notifications = (method: string, count: number): Promise<Message[]> => {
+    const found = () => inbox.filter((m) => m.method === method);
+    if (found().length >= count) return Promise.resolve(found());
+    return new Promise((resolve) => {
+      const watcher = () => {
+        if (found().length < count) return;
+        watchers.delete(watcher);
+        resolve(found());
+      };
+      watchers.add(watcher);
+    });
   };
   await clientEnd.start();
   let next = 0;
@@ -53,6 +76,7 @@ async function connect(store: TaskStore, fake: FakeProvider, owner?: string) {
   };
   return {
     request,
+    notifications,
     notify: (method: string, params: Record<string, unknown>) =>
       clientEnd.send({ jsonrpc: "2.0", method, params } as JSONRPCMessage),
     close: async () => {
@@ -131,6 +155,9 @@ Deno.test("2025-11-25: a task-augmented generate returns a task, then its result
     const got = await peer.request("tasks/get", { taskId: task.taskId });
     assert.equal(got.result.status, "completed");
     assert.equal(got.result.result, undefined, "2025-11-25 keeps the result for tasks/result");
+    // The end was announced too, as tasks/get has it.
+    const [status] = await peer.notifications("notifications/tasks/status", 1);
+    assert.deepEqual(status.params, got.result);
     const list = await peer.request("tasks/list");
     assert.deepEqual(list.result.tasks.map((t: { taskId: string }) => t.taskId), [task.taskId]);
     // A finished task cannot be cancelled (2025-11-25: -32602).
@@ -171,7 +198,18 @@ Deno.test("2025-11-25: tasks/cancel aborts the running generation and the task s
     const result = await waiting;
     assert.equal(result.error.code, -32600);
     assert.match(result.error.message, /was cancelled/);
-    assert.equal((await peer.request("tasks/get", { taskId })).result.status, "cancelled");
+    const final = await peer.request("tasks/get", { taskId });
+    assert.equal(final.result.status, "cancelled");
+    // Announced once, when the cancel took effect (not again when the call unwound).
+    const [status] = await peer.notifications("notifications/tasks/status", 1);
+    assert.equal(status.params.status, "cancelled");
+    assert.equal(status.params.statusMessage, "Cancelled by request.");
+    await peer.request("ping");
+    assert.equal(
+      (await peer.notifications("notifications/tasks/status", 1)).length,
+      1,
+      "one status notification",
+    );
   } finally {
     await peer.close();
   }

@@ -201,14 +201,22 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
     if (controller) void watch(record, controller, stopWatching.signal);
     try {
       const result = await call();
-      await store.update(record.taskId, {
-        status: "completed",
-        statusMessage: result.isError ? "The call ended with an error." : "Done.",
-        result,
-      });
+      announce(
+        await store.update(record.taskId, {
+          status: "completed",
+          statusMessage: result.isError ? "The call ended with an error." : "Done.",
+          result,
+        }),
+      );
     } catch (error) {
       if (signal.aborted) {
-        await store.update(record.taskId, { status: "cancelled", statusMessage: "Cancelled." });
+        // Announced already when a tasks/cancel caused it.
+        const before = await store.get(record.taskId, record.owner);
+        const after = await store.update(record.taskId, {
+          status: "cancelled",
+          statusMessage: "Cancelled.",
+        });
+        if (before?.status !== "cancelled") announce(after);
       } else {
         const code = error instanceof ProtocolError ? error.code : ProtocolErrorCode.InternalError;
         const message = error instanceof Error ? error.message : String(error);
@@ -218,11 +226,13 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
             `task ${record.taskId} crashed: ${(error as Error)?.stack ?? error}`,
           );
         }
-        await store.update(record.taskId, {
-          status: "failed",
-          statusMessage: message,
-          error: { code, message },
-        });
+        announce(
+          await store.update(record.taskId, {
+            status: "failed",
+            statusMessage: message,
+            error: { code, message },
+          }),
+        );
       }
     } finally {
       stopWatching.abort();
@@ -251,10 +261,29 @@ export function installTasks(server: McpServer, options: TaskOptions): void {
 
   async function cancel(record: TaskRecord): Promise<TaskRecord> {
     running.get(record.taskId)?.abort(new DOMException("Task cancelled", "AbortError"));
-    return await store.update(record.taskId, {
+    const updated = await store.update(record.taskId, {
       status: "cancelled",
       statusMessage: "Cancelled by request.",
-    }) ?? record;
+    });
+    announce(updated);
+    return updated ?? record;
+  }
+
+  /**
+   * Tells a 2025-11-25 client that a task changed status
+   * (`notifications/tasks/status`, which the spec lets receivers send), so
+   * it need not poll for the end. The 2026-07-28 extension delivers these
+   * through `subscriptions/listen`, which the SDK's listen router does not
+   * extend to task ids: those clients poll `tasks/get` at `pollIntervalMs`.
+   */
+  function announce(updated: TaskRecord | undefined): void {
+    if (era !== "legacy" || updated === undefined) return;
+    server.server.notification({
+      method: "notifications/tasks/status",
+      params: legacyTask(updated),
+    }).catch(() => {
+      // The session is gone: the task's state stays readable until it expires.
+    });
   }
 
   const raw = server.server as unknown as {
