@@ -26,6 +26,12 @@
  */
 
 import { isAbortError, RuneError, UsageError } from "../errors.ts";
+import {
+  COMPARE_MODELS,
+  type CompareEntry,
+  compareEntry,
+  roundMs,
+} from "../providers/compare_entry.ts";
 import { resolveModel } from "../providers/route.ts";
 import type { Chunk, FinalResult, GenerateRequest, Provider } from "../providers/types.ts";
 import { modelOptions } from "./ai.ts";
@@ -36,7 +42,6 @@ import { loadProviders, parseFlags, PROVIDER_FLAGS_HELP, providerFlags } from ".
  * Fewest and most models one comparison takes (as the `ai_compare` tool;
  * kept here so the CLI does not load the MCP schemas to read two numbers).
  */
-export const COMPARE_LIMITS = { min: 2, max: 8 } as const;
 
 /** Narrowest column of the side-by-side view; narrower terminals get stacked sections. */
 export const MIN_COLUMN_WIDTH = 28;
@@ -54,12 +59,12 @@ const GAP = " │ ";
 export const COMPARE_HELP =
   `Usage: rune ai compare PROMPT --model A --model B [--model C ...] [options]
 
-Sends one prompt to ${COMPARE_LIMITS.min} to ${COMPARE_LIMITS.max} models at once and shows the answers
+Sends one prompt to ${COMPARE_MODELS.min} to ${COMPARE_MODELS.max} models at once and shows the answers
 as they stream (side by side on a wide terminal, one after another otherwise),
 then a table of timings. PROMPT is read from stdin when omitted.
 
 Options:
-  -m, --model NAME      a model to compare, as provider/model (repeat ${COMPARE_LIMITS.min} to ${COMPARE_LIMITS.max} times;
+  -m, --model NAME      a model to compare, as provider/model (repeat ${COMPARE_MODELS.min} to ${COMPARE_MODELS.max} times;
                         a bare name means Ollama)
   -s, --system TEXT     system prompt for every model
       --temperature N   sampling temperature
@@ -78,28 +83,6 @@ const compareFlags = {
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
-
-/** One model's line of the result: the `ai_compare` tool's entry. */
-export interface CompareEntry {
-  /** The model as asked (`provider/model`, or a bare Ollama name). */
-  model: string;
-  /** The whole answer ("" when the model failed). */
-  response: string;
-  /** The whole reasoning, from thinking models. */
-  thinking?: string;
-  /** Why generation stopped. */
-  done_reason?: string;
-  /** Time to the first token, in milliseconds. */
-  ttft_ms?: number;
-  /** Time to the whole answer (or the failure), in milliseconds. */
-  total_ms: number;
-  /** Generated tokens per second after the first. */
-  tokens_per_second?: number;
-  /** Token counts. */
-  usage: { prompt_tokens?: number; completion_tokens?: number };
-  /** Why this model gave no answer. */
-  error?: string;
-}
 
 /** What a comparison reports while it runs. */
 export interface CompareEvents {
@@ -137,7 +120,7 @@ export async function compareModels(
         firstAt ??= performance.now();
         if (chunk.type === "text") options.text?.(index, chunk.text);
       });
-      result = entry(name, final, { started, firstAt, ended: performance.now() });
+      result = compareEntry(name, final, { started, firstAt, ended: performance.now() });
     } catch (error) {
       // A cancel ends the whole comparison; a bug is not one model's failure.
       if (isAbortError(error) || options.signal?.aborted || !(error instanceof RuneError)) {
@@ -146,7 +129,7 @@ export async function compareModels(
       result = {
         model: name,
         response: "",
-        total_ms: round(performance.now() - started),
+        total_ms: roundMs(performance.now() - started),
         usage: {},
         error: error.message,
       };
@@ -166,35 +149,6 @@ async function consume(
     if ((chunk.type === "text" || chunk.type === "thinking") && chunk.text !== "") onToken(chunk);
   }
   throw new Error("provider stream ended without a final result");
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
-
-/** One model's entry: timings measured here, tokens per second from its usage (as `ai_compare`). */
-function entry(
-  model: string,
-  result: FinalResult,
-  { started, firstAt, ended }: { started: number; firstAt?: number; ended: number },
-): CompareEntry {
-  const tokens = result.usage.completionTokens;
-  const generating = result.usage.generationMs ??
-    (firstAt !== undefined ? ended - firstAt : undefined);
-  const usage: CompareEntry["usage"] = {};
-  if (result.usage.promptTokens !== undefined) usage.prompt_tokens = result.usage.promptTokens;
-  if (tokens !== undefined) usage.completion_tokens = tokens;
-  return {
-    model,
-    response: result.text,
-    ...(result.thinking && { thinking: result.thinking }),
-    done_reason: result.doneReason,
-    ...(firstAt !== undefined && { ttft_ms: round(firstAt - started) }),
-    total_ms: round(ended - started),
-    ...(tokens !== undefined && generating !== undefined && generating > 0 &&
-      { tokens_per_second: round(tokens / (generating / 1000)) }),
-    usage,
-  };
 }
 
 // ---------------------------------------------------------------------------
@@ -478,9 +432,9 @@ export async function runCompare(
     return 0;
   }
   const names = (values.model as string[] | undefined) ?? [];
-  if (names.length < COMPARE_LIMITS.min || names.length > COMPARE_LIMITS.max) {
+  if (names.length < COMPARE_MODELS.min || names.length > COMPARE_MODELS.max) {
     throw new UsageError(
-      `Compare takes ${COMPARE_LIMITS.min} to ${COMPARE_LIMITS.max} models, got ${names.length}: ` +
+      `Compare takes ${COMPARE_MODELS.min} to ${COMPARE_MODELS.max} models, got ${names.length}: ` +
         'rune ai compare "PROMPT" --model A --model B',
     );
   }

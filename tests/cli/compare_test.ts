@@ -10,14 +10,8 @@
 import assert from "node:assert/strict";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { childEnv, MAIN, SERVE_PERMISSIONS } from "../stdio_client.ts";
-import {
-  type CompareEntry,
-  fitsColumns,
-  runCompare,
-  stackedView,
-  summaryTable,
-  wrap,
-} from "../../src/cli/compare.ts";
+import type { CompareEntry } from "../../src/providers/compare_entry.ts";
+import { fitsColumns, runCompare, stackedView, summaryTable, wrap } from "../../src/cli/compare.ts";
 import type { Io } from "../../src/cli/output.ts";
 
 /** A token delay no test waits out: the double stalls after the first token. */

@@ -15,14 +15,17 @@ import { z } from "zod";
 import { isAbortError, RuneError } from "../../errors.ts";
 import { resolveModel } from "../../providers/route.ts";
 import type { FinalResult, Provider } from "../../providers/types.ts";
+import {
+  COMPARE_MODELS,
+  type CompareEntry,
+  compareEntry,
+  roundMs,
+} from "../../providers/compare_entry.ts";
 import { createProgressCounter } from "../progress.ts";
 import { relay } from "../relay.ts";
 import { toChatRequest, toGenerateRequest } from "./mapping.ts";
 import type { Register } from "./register.ts";
 import { type ChatArgs, type GenerateArgs, INPUTS, optionsSchema, usageSchema } from "./schemas.ts";
-
-/** Fewest and most models one comparison takes. */
-export const COMPARE_MODELS = { min: 2, max: 8 } as const;
 
 const compareInput: z.ZodRawShape = {
   prompt: z.string().optional().describe("The prompt (or give messages)."),
@@ -49,9 +52,6 @@ const resultSchema = z.object({
 });
 
 const compareOutput: z.ZodRawShape = { results: z.array(resultSchema) };
-
-/** One model's line of the result. */
-type CompareEntry = z.infer<typeof resultSchema>;
 
 type CompareArgs = {
   prompt?: string;
@@ -109,7 +109,7 @@ export function registerCompareTool(providers: readonly Provider[], register: Re
           meta: { model: name },
           onFirstToken: () => (firstAt = performance.now()),
         });
-        return entry(name, result, { started, firstAt, ended: performance.now() });
+        return compareEntry(name, result, { started, firstAt, ended: performance.now() });
       } catch (error) {
         // A cancel ends the whole call; a bug is not one model's failure.
         if (isAbortError(error) || ctx.mcpReq.signal.aborted || !(error instanceof RuneError)) {
@@ -118,7 +118,7 @@ export function registerCompareTool(providers: readonly Provider[], register: Re
         return {
           model: name,
           response: "",
-          total_ms: round(performance.now() - started),
+          total_ms: roundMs(performance.now() - started),
           usage: {},
           error: error.message,
         };
@@ -138,35 +138,4 @@ export function registerCompareTool(providers: readonly Provider[], register: Re
       ...(failed === results.length && { isError: true }),
     };
   });
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
-
-/** One model's entry: timings measured here, tokens per second from its usage. */
-function entry(
-  model: string,
-  result: FinalResult,
-  { started, firstAt, ended }: { started: number; firstAt?: number; ended: number },
-): CompareEntry {
-  const tokens = result.usage.completionTokens;
-  const generating = result.usage.generationMs ??
-    (firstAt !== undefined ? ended - firstAt : undefined);
-  return {
-    model,
-    response: result.text,
-    ...(result.thinking && { thinking: result.thinking }),
-    done_reason: result.doneReason,
-    ...(firstAt !== undefined && { ttft_ms: round(firstAt - started) }),
-    total_ms: round(ended - started),
-    ...(tokens !== undefined && generating !== undefined && generating > 0 &&
-      { tokens_per_second: round(tokens / (generating / 1000)) }),
-    usage: Object.fromEntries(
-      Object.entries({
-        prompt_tokens: result.usage.promptTokens,
-        completion_tokens: result.usage.completionTokens,
-      }).filter(([, v]) => v !== undefined),
-    ),
-  };
 }
