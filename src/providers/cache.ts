@@ -29,6 +29,7 @@ import type {
   GenerateRequest,
   Provider,
 } from "./types.ts";
+import { passThrough } from "./wrap.ts";
 
 /** Options of {@linkcode withCache}. */
 export interface CacheOptions {
@@ -135,17 +136,7 @@ export function withCache(
   }
 
   return {
-    id: provider.id,
-    type: provider.type,
-    label: provider.label,
-    address: provider.address,
-    ...(provider.credentialSource && { credentialSource: provider.credentialSource }),
-    // Downloads and deletions are not cached or rate limited: they pass straight through.
-    ...(provider.modelManagement && { modelManagement: provider.modelManagement }),
-    capabilities: () => provider.capabilities(),
-    listModels: (o?: CallOptions) => provider.listModels(o),
-    showModel: (model: string, o?: CallOptions) => provider.showModel(model, o),
-    ping: (o?: CallOptions) => provider.ping(o),
+    ...passThrough(provider),
     generate: (request: GenerateRequest, o?: CallOptions) =>
       complete(request, {
         parts: ["generate", request.prompt, request.system ?? null, request.images ?? null],

@@ -27,6 +27,7 @@ import type {
   GenerateRequest,
   Provider,
 } from "./types.ts";
+import { passThrough } from "./wrap.ts";
 
 /** A rate: `limit` per `windowMs`. */
 export interface Rate {
@@ -200,17 +201,7 @@ export function withLimits(provider: Provider, options: LimitsOptions): Provider
   }
 
   return {
-    id,
-    type: provider.type,
-    label: provider.label,
-    address: provider.address,
-    ...(provider.credentialSource && { credentialSource: provider.credentialSource }),
-    // Downloads and deletions are not cached or rate limited: they pass straight through.
-    ...(provider.modelManagement && { modelManagement: provider.modelManagement }),
-    capabilities: () => provider.capabilities(),
-    listModels: (o?: CallOptions) => provider.listModels(o),
-    showModel: (model: string, o?: CallOptions) => provider.showModel(model, o),
-    ping: (o?: CallOptions) => provider.ping(o),
+    ...passThrough(provider),
     generate: (request: GenerateRequest, o?: CallOptions) =>
       complete(() => provider.generate(request, o)),
     chat: (request: ChatRequest, o?: CallOptions) => complete(() => provider.chat(request, o)),
