@@ -14,7 +14,7 @@
 import { z } from "zod";
 import { isAbortError, RuneError } from "../../errors.ts";
 import { resolveModel } from "../../providers/route.ts";
-import type { FinalResult, Provider } from "../../providers/types.ts";
+import type { Provider } from "../../providers/types.ts";
 import {
   COMPARE_MODELS,
   type CompareEntry,
