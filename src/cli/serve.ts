@@ -13,6 +13,7 @@ import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { createHandler, type Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
+import { isConnectionDropped } from "../transports/request_body.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import type { Io } from "./output.ts";
@@ -201,6 +202,8 @@ async function listen(
       port,
       onListen: () => {},
       onError: (error) => {
+        // A 408 drops its connection on purpose by erroring its body: no failure to report.
+        if (isConnectionDropped(error)) return new Response(null, { status: 408 });
         log("error", `request failed: ${(error as Error)?.stack ?? error}`);
         return new Response("Internal server error\n", { status: 500 });
       },

@@ -10,6 +10,18 @@
  * within the deadline, or that falls below the minimum rate after a short
  * grace, is abandoned with 408 and `Connection: close`.
  *
+ * A handler cannot close a connection in Deno, and `Connection: close` on a
+ * response does not close it while the request body is unfinished (Deno
+ * 2.9 keeps the socket open as long as the client does, even while the
+ * client keeps trickling). The 408's body therefore ends with an error
+ * ({@linkcode ConnectionDropped}) once its bytes are out, which makes Deno
+ * drop the connection; the daemon's `onError` recognises it with
+ * {@linkcode isConnectionDropped} and logs nothing. The drop happens when
+ * Deno's pending read of the request body settles, that is at the client's
+ * next byte: a trickling client is disconnected within its own interval,
+ * while one that sends nothing more keeps its idle socket until it closes
+ * it, as a client that never finishes its headers does.
+ *
  * @module
  */
 
@@ -45,15 +57,68 @@ export type BodyResult = { ok: true; value: unknown } | { ok: false; response: R
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
-function refuse(status: number, code: number, message: string, close = false): BodyResult {
+/**
+ * The error a dropping refusal's body ends with: Deno then closes the
+ * connection instead of keeping it for a client that is still (slowly)
+ * sending. It is no failure; `onError` should ignore it.
+ */
+export class ConnectionDropped extends Error {
+  constructor() {
+    super("connection dropped after refusing a slow request body");
+    this.name = "ConnectionDropped";
+  }
+}
+
+/** True for the error a dropping refusal ends with (see {@linkcode ConnectionDropped}). */
+export function isConnectionDropped(error: unknown): boolean {
+  return error instanceof ConnectionDropped;
+}
+
+/**
+ * How long a dropping refusal waits between handing over its bytes and
+ * erroring: one turn of the event loop lets the server write them, the
+ * rest is margin for a busy machine. Only a client already refused waits.
+ */
+const DROP_AFTER_MS = 50;
+
+/** A body that sends `text`, then errors so that Deno drops the connection. */
+function droppingBody(text: string): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(new TextEncoder().encode(text));
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, DROP_AFTER_MS));
+      controller.error(new ConnectionDropped());
+    },
+  }, { highWaterMark: 0 });
+}
+
+function refuse(status: number, code: number, message: string, drop = false): BodyResult {
+  const text = errorReply(null, code, message);
   return {
     ok: false,
-    response: new Response(errorReply(null, code, message), {
-      status,
-      headers: close ? { ...JSON_HEADERS, connection: "close" } : JSON_HEADERS,
-    }),
+    response: drop
+      // No Content-Length: a complete fixed-length body would end the exchange before the error.
+      ? new Response(droppingBody(text), {
+        status,
+        headers: { ...JSON_HEADERS, connection: "close" },
+      })
+      : new Response(text, { status, headers: JSON_HEADERS }),
   };
 }
+
+/**
+ * Smallest view handed to a BYOB read. Deno 2.9 never settles a BYOB read
+ * whose view is shorter than 8 bytes at the end of a chunked body (it
+ * neither returns data nor reports the end), so the buffer always keeps at
+ * least this much room; it may grow to `maxBytes` plus this slack, and a
+ * body that reaches into the slack is too large.
+ */
+const MIN_VIEW = 64;
 
 /** Reads and parses the JSON body of `request` within `limits`. */
 export async function readJsonBody(request: Request, limits: BodyLimits): Promise<BodyResult> {
@@ -71,10 +136,8 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
   let received = 0;
   // Never sized from Content-Length alone: memory must follow the bytes that really arrived.
   let buffer = new Uint8Array(
-    Math.max(
-      1,
-      Math.min(maxBytes, Number.isFinite(declared) && declared > 0 ? declared : 16384, 65536),
-    ),
+    Math.min(maxBytes, Number.isFinite(declared) && declared > 0 ? declared : 16384, 65536) +
+      MIN_VIEW,
   );
   let timedOut = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -100,14 +163,14 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     }, Math.max(0, due - performance.now()));
   }
 
-  /** Makes room for `more` bytes; false when that would pass the bound. */
-  function reserve(more: number): boolean {
-    if (received + more <= buffer.length) return true;
-    if (received + more > maxBytes) return false;
-    const grown = new Uint8Array(Math.min(maxBytes, Math.max(buffer.length * 2, received + more)));
+  /** Makes room for `more` bytes after those received (callers keep `received <= maxBytes`). */
+  function reserve(more: number): void {
+    if (received + more <= buffer.length) return;
+    const grown = new Uint8Array(
+      Math.min(maxBytes + MIN_VIEW, Math.max(buffer.length * 2, received + more)),
+    );
     grown.set(buffer.subarray(0, received));
     buffer = grown;
-    return true;
   }
 
   const tooLarge = () =>
@@ -117,13 +180,7 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     arm();
     while (true) {
       if (byob) {
-        if (!reserve(1)) {
-          // The buffer is at the bound: one more byte would be too many.
-          const probe = await byob.read(new Uint8Array(1));
-          if (probe.done) break;
-          await cancel();
-          return tooLarge();
-        }
+        reserve(MIN_VIEW);
         const { done, value } = await byob.read(buffer.subarray(received));
         // BYOB moves the buffer on every read and hands it back, even at the end.
         if (value) buffer = new Uint8Array(value.buffer, 0, value.buffer.byteLength);
@@ -132,12 +189,17 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
       } else {
         const { done, value } = await plain!.read();
         if (timedOut || done) break;
-        if (!reserve(value.byteLength)) {
+        if (received + value.byteLength > maxBytes) {
           await cancel();
           return tooLarge();
         }
+        reserve(value.byteLength);
         buffer.set(value, received);
         received += value.byteLength;
+      }
+      if (received > maxBytes) {
+        await cancel();
+        return tooLarge();
       }
       arm();
     }
