@@ -107,7 +107,9 @@ export function createMeter(options: MeterOptions = {}): {
 
   function cutOff(): void {
     graceTimer = undefined;
-    if (failed || ended) return;
+    // The source may have ended with bytes still queued (a large final result): a client that
+    // does not read them is cut off all the same, or they would stay in memory for good.
+    if (failed || over) return;
     options.onStuck?.(queued);
     fail();
   }
