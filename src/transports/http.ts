@@ -168,7 +168,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       uptime_seconds: Math.round((performance.now() - startedAt) / 1000),
     };
     // With tokens configured, sessions and provider details are for token holders only.
-    if (!isRefusal(await authenticate(request, deps.security))) {
+    if (!isRefusal(authenticate(request, deps.security))) {
       body.sessions = {
         websocket: sockets.size,
         http: http?.sessions() ?? 0,
@@ -246,13 +246,10 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   /**
    * Authenticates a request, counting failures per remote address: past the
-   * limit the address gets 429 until its window ends.
+   * limit the address gets 429 until its window ends. Check, comparison and
+   * count happen in one synchronous step, so no burst gets more attempts.
    */
-  async function authorize(
-    request: Request,
-    address: string,
-    path: string,
-  ): Promise<Identity | Response> {
+  function authorize(request: Request, address: string, path: string): Identity | Response {
     const verdict = authLimiter.check(address);
     if (!verdict.allowed) {
       if (verdict.firstRefusal) {
@@ -270,7 +267,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         },
       );
     }
-    const identity = await authenticate(request, deps.security);
+    const identity = authenticate(request, deps.security);
     if (!isRefusal(identity)) return identity;
     authLimiter.failed(address);
     log("debug", `refused ${request.method} ${path} from ${address}: ${identity.status}`);
@@ -280,7 +277,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   async function mcp(request: Request, address: string): Promise<Response> {
     const origin = request.headers.get("origin");
     if (request.method === "OPTIONS" && origin !== null) return preflight(request, origin);
-    const identity = await authorize(request, address, "/mcp");
+    const identity = authorize(request, address, "/mcp");
     if (identity instanceof Response) return withCors(identity, origin);
     let body: unknown;
     if (request.method === "POST") {
@@ -335,7 +332,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       return jsonError(foreignOrigin.status, foreignOrigin.message);
     }
     if (url.pathname === "/mcp") return await mcp(request, address);
-    const identity = await authorize(request, address, url.pathname);
+    const identity = authorize(request, address, url.pathname);
     if (identity instanceof Response) return identity;
     return await upgrade(request);
   };

@@ -96,37 +96,37 @@ Deno.test("on loopback, a foreign Host is refused with 403 and local ones pass",
 
 const TOKENS = ["alpha-token", "beta-token", "gamma-token"];
 
-Deno.test("authenticate names the configured token presented: token:N", async () => {
+Deno.test("authenticate names the configured token presented: token:N", () => {
   const security = { hostname: "127.0.0.1", tokens: TOKENS };
   const bearer = (token: string) => withHeaders([["authorization", `Bearer ${token}`]]);
-  assert.deepEqual(await authenticate(bearer("alpha-token"), security), { id: "token:1" });
-  assert.deepEqual(await authenticate(bearer("beta-token"), security), { id: "token:2" });
+  assert.deepEqual(authenticate(bearer("alpha-token"), security), { id: "token:1" });
+  assert.deepEqual(authenticate(bearer("beta-token"), security), { id: "token:2" });
   assert.deepEqual(
-    await authenticate(
+    authenticate(
       withHeaders([["sec-websocket-protocol", "mcp,bearer.gamma-token"]]),
       security,
     ),
     { id: "token:3" },
   );
-  assert.deepEqual(await authenticate(bearer("delta-token"), security), {
+  assert.deepEqual(authenticate(bearer("delta-token"), security), {
     status: 401,
     message: "The bearer token is wrong.",
   });
-  assert.deepEqual(await authenticate(bearer("alpha-toke"), security), {
+  assert.deepEqual(authenticate(bearer("alpha-toke"), security), {
     status: 401,
     message: "The bearer token is wrong.",
   });
-  assert.deepEqual(await authenticate(withHeaders([]), security), {
+  assert.deepEqual(authenticate(withHeaders([]), security), {
     status: 401,
     message:
       "A bearer token is required: send Authorization: Bearer TOKEN (browsers: subprotocol bearer.TOKEN).",
   });
 });
 
-Deno.test("without configured tokens every request is anonymous", async () => {
-  assert.equal(await authenticate(withHeaders([]), { hostname: "127.0.0.1" }), ANONYMOUS);
+Deno.test("without configured tokens every request is anonymous", () => {
+  assert.equal(authenticate(withHeaders([]), { hostname: "127.0.0.1" }), ANONYMOUS);
   assert.equal(
-    await authenticate(withHeaders([["authorization", "Bearer x"]]), {
+    authenticate(withHeaders([["authorization", "Bearer x"]]), {
       hostname: "127.0.0.1",
       tokens: [],
     }),
@@ -134,9 +134,15 @@ Deno.test("without configured tokens every request is anonymous", async () => {
   );
 });
 
-Deno.test("sameSecret compares whole secrets", async () => {
-  assert.equal(await sameSecret("abc", "abc"), true);
-  assert.equal(await sameSecret("abc", "abd"), false);
-  assert.equal(await sameSecret("abc", "abcd"), false);
-  assert.equal(await sameSecret("", ""), true);
+Deno.test("sameSecret compares whole secrets, synchronously", () => {
+  assert.equal(sameSecret("abc", "abc"), true);
+  assert.equal(sameSecret("abc", "abd"), false);
+  assert.equal(sameSecret("abc", "abcd"), false, "a prefix of the secret");
+  assert.equal(sameSecret("abcd", "abc"), false, "the secret plus more");
+  assert.equal(sameSecret("", "abc"), false);
+  assert.equal(sameSecret("", ""), true);
+  // Lengths that differ by a multiple of 256 must not cancel out.
+  assert.equal(sameSecret("a".repeat(300), "a".repeat(44)), false);
+  assert.equal(sameSecret("é", "é"), true, "compared as UTF-8 bytes");
+  assert.equal(sameSecret("é", "e"), false);
 });
