@@ -1,6 +1,6 @@
 /**
  * Reads a JSON request body under a size bound, a deadline and a minimum
- * rate, and checks its nesting and size before parsing it.
+ * rate, and checks its nesting and size as it arrives, before parsing it.
  *
  * Deno's HTTP server has no body timeout, and each chunk it hands over is a
  * view of a fresh 64 KiB buffer: 300 connections trickling one byte a
@@ -25,7 +25,7 @@
  * @module
  */
 
-import { checkJsonBounds, type JsonBounds } from "./json_bounds.ts";
+import { createJsonBoundsScanner, type JsonBounds } from "./json_bounds.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from "./jsonrpc.ts";
 
 /** Bounds of one request body. */
@@ -139,6 +139,9 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     Math.min(maxBytes, Number.isFinite(declared) && declared > 0 ? declared : 16384, 65536) +
       MIN_VIEW,
   );
+  // Nesting and value counts are checked on the bytes as they arrive (see json_bounds.ts).
+  const scanner = createJsonBoundsScanner(limits.json);
+  let problem: string | undefined;
   let timedOut = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   // A body still streaming in is a byte stream: read it into our buffer (BYOB). A body that
@@ -186,6 +189,7 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
         if (value) buffer = new Uint8Array(value.buffer, 0, value.buffer.byteLength);
         if (timedOut || done || !value) break;
         received += value.byteLength;
+        problem = scanner.push(value);
       } else {
         const { done, value } = await plain!.read();
         if (timedOut || done) break;
@@ -196,10 +200,20 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
         reserve(value.byteLength);
         buffer.set(value, received);
         received += value.byteLength;
+        problem = scanner.push(value);
       }
       if (received > maxBytes) {
         await cancel();
         return tooLarge();
+      }
+      if (problem !== undefined) {
+        // Refused as soon as a bound is crossed: the rest is never buffered, decoded or parsed.
+        await cancel();
+        return refuse(
+          400,
+          JSONRPC_INVALID_REQUEST,
+          `Invalid Request: the body is refused: ${problem}`,
+        );
       }
       arm();
     }
@@ -222,10 +236,6 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     );
   }
   const text = new TextDecoder().decode(buffer.subarray(0, received));
-  const problem = checkJsonBounds(text, limits.json);
-  if (problem !== undefined) {
-    return refuse(400, JSONRPC_INVALID_REQUEST, `Invalid Request: the body is refused: ${problem}`);
-  }
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch {

@@ -9,10 +9,13 @@
 import assert from "node:assert/strict";
 import {
   checkJsonBounds,
+  createJsonBoundsScanner,
+  type JsonBounds,
   MAX_MESSAGE_DEPTH,
   MAX_MESSAGE_ELEMENTS,
   valueExceedsDepth,
 } from "../../src/transports/json_bounds.ts";
+import { prng } from "../faults/support.ts";
 
 const DEPTH = `it nests arrays and objects deeper than ${MAX_MESSAGE_DEPTH} levels`;
 const VALUES = `it holds more than ${MAX_MESSAGE_ELEMENTS} values`;
@@ -107,4 +110,63 @@ Deno.test("valueExceedsDepth measures parsed values without recursion", () => {
   for (let i = 0; i < 100_000; i++) deep = [deep];
   assert.equal(valueExceedsDepth(deep, 128), true);
   assert.equal(valueExceedsDepth(deep, 100_001), false);
+});
+
+/** Scans `text` as UTF-8 bytes cut at the given offsets. */
+function scanInChunks(text: string, cuts: number[], bounds?: JsonBounds): string | undefined {
+  const bytes = new TextEncoder().encode(text);
+  const scanner = createJsonBoundsScanner(bounds);
+  let problem: string | undefined;
+  let start = 0;
+  for (const end of [...cuts.filter((c) => c > 0 && c < bytes.length), bytes.length]) {
+    problem = scanner.push(bytes.subarray(start, end));
+    start = end;
+  }
+  return problem;
+}
+
+Deno.test("the byte scanner agrees with the text scan however the bytes are cut", () => {
+  const random = prng(17);
+  const samples = [
+    nested(5),
+    '{"a":"x\\","b":[[[]]]}',
+    JSON.stringify({ s: 'say "[[[[" and \\"{{{{\\"', t: "é€😀[[[", u: ["\\", '\\"[', [[1]]] }),
+    JSON.stringify({ list: [1, [2, [3, [4, { five: '\\\\"}}}' }]]]] }),
+    `[${Array(30).fill('"\\""').join(",")}]`,
+    '"unterminated [[[[',
+    "{nope",
+    "]]]][[[[[[",
+  ];
+  for (const text of samples) {
+    for (const bounds of [{ maxDepth: 3, maxElements: 8 }, { maxDepth: 4 }, {}]) {
+      const expected = checkJsonBounds(text, bounds);
+      const length = new TextEncoder().encode(text).length;
+      assert.equal(scanInChunks(text, [], bounds), expected, `${text} whole`);
+      // Every single cut, then random multi-cuts.
+      for (let cut = 1; cut < length; cut++) {
+        assert.equal(scanInChunks(text, [cut], bounds), expected, `${text} cut at ${cut}`);
+      }
+      for (let round = 0; round < 50; round++) {
+        const cuts = Array.from({ length: 4 }, () => Math.floor(random() * length)).sort((a, b) =>
+          a - b
+        );
+        assert.equal(scanInChunks(text, cuts, bounds), expected, `${text} cut at ${cuts}`);
+      }
+    }
+  }
+});
+
+Deno.test("the byte scanner reports a crossed bound at once and keeps reporting it", () => {
+  const scanner = createJsonBoundsScanner({ maxDepth: 2 });
+  const encoder = new TextEncoder();
+  assert.equal(scanner.push(encoder.encode("[[")), undefined);
+  assert.equal(
+    scanner.push(encoder.encode("[")),
+    "it nests arrays and objects deeper than 2 levels",
+  );
+  assert.equal(
+    scanner.push(encoder.encode("]]]")),
+    "it nests arrays and objects deeper than 2 levels",
+    "closing brackets afterwards change nothing",
+  );
 });

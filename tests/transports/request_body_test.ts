@@ -391,6 +391,36 @@ Deno.test("JSON past the nesting or value bounds is refused with -32600 before p
   }
 });
 
+Deno.test("a body crossing a JSON bound is refused as it arrives, before the rest is sent", async () => {
+  const server = serveBodies({ maxBytes: 32 * 1024 * 1024 });
+  try {
+    // 32 MiB are declared but only the first 512 KiB are ever sent: the refusal cannot wait
+    // for the whole body.
+    const prefix = "[" + "[],".repeat((512 * 1024) / 3);
+    const response = await exchange(server.port, [
+      { text: post([`Content-Length: ${32 * 1024 * 1024}`]) },
+      { text: prefix, pauseMs: 20 },
+    ]);
+    assert.equal(response.status, 400);
+    assert.equal(response.headers.get("x-body-kind"), "byob");
+    assert.deepEqual(JSON.parse(response.body).error, {
+      code: -32600,
+      message: "Invalid Request: the body is refused: it holds more than 100000 values",
+    });
+    const deep = await exchange(server.port, [
+      { text: post([`Content-Length: ${32 * 1024 * 1024}`]) },
+      { text: "[".repeat(200), pauseMs: 20 },
+    ]);
+    assert.equal(deep.status, 400);
+    assert.equal(
+      JSON.parse(deep.body).error.message,
+      "Invalid Request: the body is refused: it nests arrays and objects deeper than 128 levels",
+    );
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test("invalid JSON is -32700, and a body cut short is answered, not a 500", async () => {
   const server = serveBodies({ maxBytes: 1000 });
   try {
