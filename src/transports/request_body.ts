@@ -16,11 +16,15 @@
  * client keeps trickling). The 408's body therefore ends with an error
  * ({@linkcode ConnectionDropped}) once its bytes are out, which makes Deno
  * drop the connection; the daemon's `onError` recognises it with
- * {@linkcode isConnectionDropped} and logs nothing. The drop happens when
- * Deno's pending read of the request body settles, that is at the client's
- * next byte: a trickling client is disconnected within its own interval,
- * while one that sends nothing more keeps its idle socket until it closes
- * it, as a client that never finishes its headers does.
+ * {@linkcode isConnectionDropped} and logs nothing. One more Deno 2.9
+ * quirk decides the order: a read of the request body that is cancelled
+ * while Deno still waits for its bytes keeps the connection alive for good
+ * (the drop is then ignored, however many bytes follow). So a body that
+ * times out is not cancelled: its pending read is left to settle, which it
+ * does at the client's next byte, and only then is the body cancelled and
+ * the connection dropped. A trickling client is disconnected within its
+ * own interval; one that sends nothing more keeps its idle socket until it
+ * closes it, as a client that never finishes its headers does.
  *
  * @module
  */
@@ -81,8 +85,12 @@ export function isConnectionDropped(error: unknown): boolean {
  */
 const DROP_AFTER_MS = 50;
 
-/** A body that sends `text`, then errors so that Deno drops the connection. */
-function droppingBody(text: string): ReadableStream<Uint8Array> {
+/**
+ * A body that sends `text`, then, once `settled` has (the abandoned read of
+ * the request body, which then gets cancelled), errors so that Deno drops
+ * the connection.
+ */
+function droppingBody(text: string, settled: Promise<void>): ReadableStream<Uint8Array> {
   let sent = false;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -91,19 +99,25 @@ function droppingBody(text: string): ReadableStream<Uint8Array> {
         controller.enqueue(new TextEncoder().encode(text));
         return;
       }
+      await settled;
       await new Promise((resolve) => setTimeout(resolve, DROP_AFTER_MS));
       controller.error(new ConnectionDropped());
     },
   }, { highWaterMark: 0 });
 }
 
-function refuse(status: number, code: number, message: string, drop = false): BodyResult {
+function refuse(
+  status: number,
+  code: number,
+  message: string,
+  drop?: Promise<void>,
+): BodyResult {
   const text = errorReply(null, code, message);
   return {
     ok: false,
     response: drop
       // No Content-Length: a complete fixed-length body would end the exchange before the error.
-      ? new Response(droppingBody(text), {
+      ? new Response(droppingBody(text, drop), {
         status,
         headers: { ...JSON_HEADERS, connection: "close" },
       })
@@ -120,6 +134,12 @@ function refuse(status: number, code: number, message: string, drop = false): Bo
  */
 const MIN_VIEW = 64;
 
+/** The first buffer of a body of unknown or larger size (one read for most messages). */
+const INITIAL_BUFFER = 4096;
+
+/** What an expired read resolves to. */
+const EXPIRED = Symbol("expired");
+
 /** Reads and parses the JSON body of `request` within `limits`. */
 export async function readJsonBody(request: Request, limits: BodyLimits): Promise<BodyResult> {
   const { maxBytes } = limits;
@@ -135,10 +155,11 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
   const started = performance.now();
   let received = 0;
   // Never sized from Content-Length alone: memory must follow the bytes that really arrived.
-  let buffer = new Uint8Array(
-    Math.min(maxBytes, Number.isFinite(declared) && declared > 0 ? declared : 16384, 65536) +
-      MIN_VIEW,
-  );
+  // Deno fills (and so makes resident) every view it is given to read into, so the buffer
+  // starts small and doubles as bytes come: with 64 KiB at the start, 300 connections that
+  // trickle a byte a second cost the daemon 52 MiB; with 4 KiB, about 20 MiB.
+  const expected = Number.isFinite(declared) && declared > 0 ? declared : INITIAL_BUFFER;
+  let buffer = new Uint8Array(Math.min(maxBytes, expected, INITIAL_BUFFER) + MIN_VIEW);
   // Nesting and value counts are checked on the bytes as they arrive (see json_bounds.ts).
   const scanner = createJsonBoundsScanner(limits.json);
   let problem: string | undefined;
@@ -154,6 +175,9 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     plain = request.body.getReader();
   }
   const cancel = () => (byob ?? plain)!.cancel().catch(() => {});
+  // Resolves when the body is too slow; the read then pending is abandoned, not cancelled.
+  const expired = Promise.withResolvers<typeof EXPIRED>();
+  let abandoned: Promise<unknown> | undefined;
 
   /** Arms the timer for the earliest of the deadline and the moment the rate would fail. */
   function arm(): void {
@@ -162,8 +186,15 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     const due = Math.min(started + timeoutMs, Math.max(rateAt, started + graceMs));
     timer = setTimeout(() => {
       timedOut = true;
-      cancel();
+      expired.resolve(EXPIRED);
     }, Math.max(0, due - performance.now()));
+  }
+
+  /** Waits for `read` unless the body expires first; then the read is left pending. */
+  async function within<T>(read: Promise<T>): Promise<T | typeof EXPIRED> {
+    const outcome = await Promise.race([read, expired.promise]);
+    if (outcome === EXPIRED) abandoned = read;
+    return outcome;
   }
 
   /** Makes room for `more` bytes after those received (callers keep `received <= maxBytes`). */
@@ -184,15 +215,19 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     while (true) {
       if (byob) {
         reserve(MIN_VIEW);
-        const { done, value } = await byob.read(buffer.subarray(received));
+        const outcome = await within(byob.read(buffer.subarray(received)));
+        if (outcome === EXPIRED) break;
+        const { done, value } = outcome;
         // BYOB moves the buffer on every read and hands it back, even at the end.
         if (value) buffer = new Uint8Array(value.buffer, 0, value.buffer.byteLength);
-        if (timedOut || done || !value) break;
+        if (done || !value) break;
         received += value.byteLength;
         problem = scanner.push(value);
       } else {
-        const { done, value } = await plain!.read();
-        if (timedOut || done) break;
+        const outcome = await within(plain!.read());
+        if (outcome === EXPIRED) break;
+        const { done, value } = outcome;
+        if (done) break;
         if (received + value.byteLength > maxBytes) {
           await cancel();
           return tooLarge();
@@ -218,21 +253,21 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
       arm();
     }
   } catch {
-    if (!timedOut) {
-      return refuse(400, JSONRPC_PARSE_ERROR, "Parse error: the body could not be read");
-    }
+    return refuse(400, JSONRPC_PARSE_ERROR, "Parse error: the body could not be read");
   } finally {
     clearTimeout(timer);
   }
   if (timedOut) {
     const elapsed = ((performance.now() - started) / 1000).toFixed(1);
+    // The connection is dropped once the abandoned read settled and the body is cancelled.
+    const settled = (abandoned ?? Promise.resolve()).then(cancel, cancel);
     return refuse(
       408,
       JSONRPC_INVALID_REQUEST,
       `Request body too slow: ${received} bytes in ${elapsed} s (the body must arrive within ${
         timeoutMs / 1000
       } s, at ${minRate} bytes/s or faster)`,
-      true,
+      settled,
     );
   }
   const text = new TextDecoder().decode(buffer.subarray(0, received));
