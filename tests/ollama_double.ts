@@ -124,6 +124,11 @@ export interface OllamaDouble {
   readonly openStreams: number;
   /** Streaming responses started since the double started. */
   readonly streamsStarted: number;
+  /**
+   * Chunks (NDJSON lines) handed to streaming responses since the double
+   * started; it stops growing while a reader holds the streams back.
+   */
+  readonly chunksSent: number;
   /** Delay between streamed tokens in milliseconds; may be changed at runtime. */
   tokenDelayMs: number;
   /** Applies `fault` to the next `times` (default 1) generate/chat/embed/tags requests. */
@@ -217,6 +222,7 @@ interface State {
   requests: RecordedRequest[];
   openStreams: number;
   streamsStarted: number;
+  chunksSent: number;
   faults: { fault: Fault; remaining: number }[];
   streams: Set<StreamHandle>;
   sleeps: Set<() => void>;
@@ -872,7 +878,10 @@ function managedStream(
         await wait(step.delayMs);
         if (finished) return;
       }
-      if (step.bytes) controller.enqueue(step.bytes());
+      if (step.bytes) {
+        controller.enqueue(step.bytes());
+        state.chunksSent++;
+      }
       if (step.end === "close") {
         controller.close();
         finish();
@@ -1696,6 +1705,7 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     requests: [],
     openStreams: 0,
     streamsStarted: 0,
+    chunksSent: 0,
     faults: [],
     streams: new Set(),
     sleeps: new Set(),
@@ -1730,6 +1740,9 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     },
     get streamsStarted() {
       return state.streamsStarted;
+    },
+    get chunksSent() {
+      return state.chunksSent;
     },
     get tokenDelayMs() {
       return state.tokenDelayMs;

@@ -13,7 +13,7 @@ import { createLogger, isLogLevel, type Logger } from "../log.ts";
 import type { Provider } from "../providers/types.ts";
 import { createHandler, type Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
-import { isConnectionDropped } from "../transports/request_body.ts";
+import { isConnectionDropped } from "../transports/connection_drop.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import type { Io } from "./output.ts";
@@ -202,8 +202,9 @@ async function listen(
       port,
       onListen: () => {},
       onError: (error) => {
-        // A 408 drops its connection on purpose by erroring its body: no failure to report.
-        if (isConnectionDropped(error)) return new Response(null, { status: 408 });
+        // A response that drops its connection on purpose (a 408, a client cut off for not
+        // reading) errors its body: no failure to report.
+        if (isConnectionDropped(error)) return new Response(null, { status: 500 });
         log("error", `request failed: ${(error as Error)?.stack ?? error}`);
         return new Response("Internal server error\n", { status: 500 });
       },

@@ -14,9 +14,8 @@
  * response does not close it while the request body is unfinished (Deno
  * 2.9 keeps the socket open as long as the client does, even while the
  * client keeps trickling). The 408's body therefore ends with an error
- * ({@linkcode ConnectionDropped}) once its bytes are out, which makes Deno
- * drop the connection; the daemon's `onError` recognises it with
- * {@linkcode isConnectionDropped} and logs nothing. One more Deno 2.9
+ * (`ConnectionDropped`, see `connection_drop.ts`) once its bytes are out,
+ * which makes Deno drop the connection. One more Deno 2.9
  * quirk decides the order: a read of the request body that is cancelled
  * while Deno still waits for its bytes keeps the connection alive for good
  * (the drop is then ignored, however many bytes follow). So a body that
@@ -29,6 +28,7 @@
  * @module
  */
 
+import { ConnectionDropped } from "./connection_drop.ts";
 import { createJsonBoundsScanner, type JsonBounds } from "./json_bounds.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from "./jsonrpc.ts";
 
@@ -62,23 +62,6 @@ export type BodyResult = { ok: true; value: unknown } | { ok: false; response: R
 const JSON_HEADERS = { "content-type": "application/json" };
 
 /**
- * The error a dropping refusal's body ends with: Deno then closes the
- * connection instead of keeping it for a client that is still (slowly)
- * sending. It is no failure; `onError` should ignore it.
- */
-export class ConnectionDropped extends Error {
-  constructor() {
-    super("connection dropped after refusing a slow request body");
-    this.name = "ConnectionDropped";
-  }
-}
-
-/** True for the error a dropping refusal ends with (see {@linkcode ConnectionDropped}). */
-export function isConnectionDropped(error: unknown): boolean {
-  return error instanceof ConnectionDropped;
-}
-
-/**
  * How long a dropping refusal waits between handing over its bytes and
  * erroring: one turn of the event loop lets the server write them, the
  * rest is margin for a busy machine. Only a client already refused waits.
@@ -101,7 +84,7 @@ function droppingBody(text: string, settled: Promise<void>): ReadableStream<Uint
       }
       await settled;
       await new Promise((resolve) => setTimeout(resolve, DROP_AFTER_MS));
-      controller.error(new ConnectionDropped());
+      controller.error(new ConnectionDropped("the request body was too slow"));
     },
   }, { highWaterMark: 0 });
 }

@@ -11,11 +11,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  type BodyLimits,
-  isConnectionDropped,
-  readJsonBody,
-} from "../../src/transports/request_body.ts";
+import { isConnectionDropped } from "../../src/transports/connection_drop.ts";
+import { type BodyLimits, readJsonBody } from "../../src/transports/request_body.ts";
 import { within } from "../faults/support.ts";
 import { writeAll } from "./raw_http.ts";
 
