@@ -140,6 +140,11 @@ export interface OllamaDouble {
   readonly streamsStarted: number;
   /** The most streaming responses ever open at once. */
   readonly peakOpenStreams: number;
+  /**
+   * Chunks (NDJSON lines) handed to streaming responses since the double
+   * started; it stops growing while a reader holds the streams back.
+   */
+  readonly chunksSent: number;
   /** Delay between streamed tokens in milliseconds; may be changed at runtime. */
   tokenDelayMs: number;
   /** Names of the installed models (as `/api/tags` lists them), in order. */
@@ -252,6 +257,7 @@ interface State {
   openStreams: number;
   streamsStarted: number;
   peakOpenStreams: number;
+  chunksSent: number;
   faults: { fault: Fault; remaining: number; path?: string }[];
   streams: Set<StreamHandle>;
   sleeps: Set<() => void>;
@@ -918,7 +924,10 @@ function managedStream(
         await wait(step.delayMs);
         if (finished) return;
       }
-      if (step.bytes) controller.enqueue(step.bytes());
+      if (step.bytes) {
+        controller.enqueue(step.bytes());
+        state.chunksSent++;
+      }
       if (step.end === "close") {
         controller.close();
         finish();
@@ -1905,6 +1914,7 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     openStreams: 0,
     streamsStarted: 0,
     peakOpenStreams: 0,
+    chunksSent: 0,
     faults: [],
     streams: new Set(),
     sleeps: new Set(),
@@ -1945,6 +1955,9 @@ export async function startOllamaDouble(options: OllamaDoubleOptions = {}): Prom
     },
     get peakOpenStreams() {
       return state.peakOpenStreams;
+    },
+    get chunksSent() {
+      return state.chunksSent;
     },
     get tokenDelayMs() {
       return state.tokenDelayMs;

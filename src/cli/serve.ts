@@ -20,6 +20,7 @@ import type { PrometheusMetrics } from "../metrics/prometheus.ts";
 import type { Provider } from "../providers/types.ts";
 import type { Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
+import { isConnectionDropped } from "../transports/connection_drop.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import { FLEET_FLAGS_HELP, fleetFlags, setupFleet } from "./fleet.ts";
@@ -312,6 +313,9 @@ async function listen(
       ...remote.tls,
       onListen: () => {},
       onError: (error) => {
+        // A response that drops its connection on purpose (a 408, a client cut off for not
+        // reading) errors its body: no failure to report.
+        if (isConnectionDropped(error)) return new Response(null, { status: 500 });
         log("error", `request failed: ${(error as Error)?.stack ?? error}`);
         return new Response("Internal server error\n", { status: 500 });
       },

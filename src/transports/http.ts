@@ -293,13 +293,14 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   /**
    * Authenticates a request, counting failures per remote address: past the
-   * limit the address gets 429 until its window ends.
+   * limit the address gets 429 until its window ends. Check, comparison and
+   * count happen in one synchronous step, so no burst gets more attempts.
    */
-  async function authorize(
+  function authorize(
     request: Request,
     address: string,
     path: string,
-  ): Promise<Identity | Response> {
+  ): Identity | Response | Promise<Identity | Response> {
     const verdict = authLimiter.check(address);
     if (!verdict.allowed) {
       if (verdict.firstRefusal) {
@@ -317,7 +318,21 @@ export function createHandler(deps: HandlerDeps): Handler {
         },
       );
     }
-    const identity = await authenticate(request, deps.security);
+    const identity = authenticate(request, deps.security);
+    // Configured tokens are checked synchronously; only an OAuth token waits for the resource
+    // server (whose failures are still counted, after its answer).
+    return identity instanceof Promise
+      ? identity.then((value) => authorized(request, address, path, value))
+      : authorized(request, address, path, identity);
+  }
+
+  /** The identity, or the refusal as a response with the failure counted. */
+  function authorized(
+    request: Request,
+    address: string,
+    path: string,
+    identity: Identity | Refusal,
+  ): Identity | Response {
     if (!isRefusal(identity)) return identity;
     // Only a presented token can be a guess (a request without one is how OAuth sign-in starts,
     // an expired token is how a refresh starts).

@@ -84,6 +84,81 @@ export function checkJsonBounds(text: string, bounds: JsonBounds = {}): string |
   return undefined;
 }
 
+/** A {@linkcode checkJsonBounds} that takes the UTF-8 bytes of a text as they arrive. */
+export interface JsonBoundsScanner {
+  /** Scans the next bytes; returns what is wrong once a bound is crossed (and from then on). */
+  push(bytes: Uint8Array): string | undefined;
+}
+
+/**
+ * Scans UTF-8 bytes chunk by chunk with the rules of
+ * {@linkcode checkJsonBounds}, so an HTTP body is refused as soon as it
+ * crosses a bound: 32 MiB of `[],` is refused after its first few hundred
+ * kilobytes instead of being buffered, decoded and scanned whole (on the
+ * 2-core machine touching 32 MiB of fresh memory alone stalls the event
+ * loop for hundreds of milliseconds). Bytes work as well as characters:
+ * quotes, backslashes, brackets and commas are ASCII, and UTF-8 never uses
+ * ASCII bytes inside a multi-byte character.
+ */
+export function createJsonBoundsScanner(bounds: JsonBounds = {}): JsonBoundsScanner {
+  const maxDepth = bounds.maxDepth ?? MAX_MESSAGE_DEPTH;
+  const maxElements = bounds.maxElements ?? MAX_MESSAGE_ELEMENTS;
+  let depth = 0;
+  let elements = 0;
+  let inString = false;
+  // A backslash ended the previous chunk inside a string: the next byte is escaped.
+  let escaped = false;
+  let problem: string | undefined;
+  return {
+    push(bytes) {
+      if (problem !== undefined) return problem;
+      const length = bytes.length;
+      // Next quote and backslash at or after the cursor, found natively and reused.
+      let quote = -1;
+      let backslash = -1;
+      let i = 0;
+      while (i < length) {
+        if (inString) {
+          if (escaped) {
+            escaped = false;
+            i++;
+            continue;
+          }
+          if (quote !== Infinity && quote < i) quote = bytes.indexOf(QUOTE, i);
+          if (quote === -1) quote = Infinity;
+          if (backslash !== Infinity && backslash < i) backslash = bytes.indexOf(BACKSLASH, i);
+          if (backslash === -1) backslash = Infinity;
+          if (backslash < quote) {
+            escaped = true;
+            i = backslash + 1;
+          } else if (quote !== Infinity) {
+            inString = false;
+            i = quote + 1;
+          } else {
+            // The string goes on in the next chunk.
+            break;
+          }
+          continue;
+        }
+        const code = bytes[i++];
+        if (code === QUOTE) {
+          inString = true;
+        } else if (code === COMMA) {
+          if (++elements > maxElements) return problem = `it holds more than ${maxElements} values`;
+        } else if (code === OPEN_BRACE || code === OPEN_BRACKET) {
+          if (++depth > maxDepth) {
+            return problem = `it nests arrays and objects deeper than ${maxDepth} levels`;
+          }
+          if (++elements > maxElements) return problem = `it holds more than ${maxElements} values`;
+        } else if (code === CLOSE_BRACE || code === CLOSE_BRACKET) {
+          depth--;
+        }
+      }
+      return undefined;
+    },
+  };
+}
+
 /** True when the parsed `value` nests arrays and objects deeper than `maxDepth` levels. */
 export function valueExceedsDepth(value: unknown, maxDepth: number): boolean {
   // Iterative, so a deep value cannot overflow the stack while it is being measured.

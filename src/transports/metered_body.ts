@@ -16,6 +16,7 @@
  */
 
 import type { Flow } from "../mcp/flow.ts";
+import { ConnectionDropped } from "./connection_drop.ts";
 
 /** Options of {@linkcode meterBody}. */
 export interface MeterOptions {
@@ -107,7 +108,9 @@ export function createMeter(options: MeterOptions = {}): {
 
   function cutOff(): void {
     graceTimer = undefined;
-    if (failed || ended) return;
+    // The source may have ended with bytes still queued (a large final result): a client that
+    // does not read them is cut off all the same, or they would stay in memory for good.
+    if (failed || over) return;
     options.onStuck?.(queued);
     fail();
   }
@@ -122,7 +125,8 @@ export function createMeter(options: MeterOptions = {}): {
     queued = 0;
     source?.cancel().catch(() => {});
     try {
-      controller?.error(new Error("client is not reading"));
+      // Deno drops the connection; `onError` knows this error and logs nothing.
+      controller?.error(new ConnectionDropped("the client is not reading its response"));
     } catch {
       // Already closed.
     }

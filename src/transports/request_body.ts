@@ -1,6 +1,6 @@
 /**
  * Reads a JSON request body under a size bound, a deadline and a minimum
- * rate, and checks its nesting and size before parsing it.
+ * rate, and checks its nesting and size as it arrives, before parsing it.
  *
  * Deno's HTTP server has no body timeout, and each chunk it hands over is a
  * view of a fresh 64 KiB buffer: 300 connections trickling one byte a
@@ -10,10 +10,26 @@
  * within the deadline, or that falls below the minimum rate after a short
  * grace, is abandoned with 408 and `Connection: close`.
  *
+ * A handler cannot close a connection in Deno, and `Connection: close` on a
+ * response does not close it while the request body is unfinished (Deno
+ * 2.9 keeps the socket open as long as the client does, even while the
+ * client keeps trickling). The 408's body therefore ends with an error
+ * (`ConnectionDropped`, see `connection_drop.ts`) once its bytes are out,
+ * which makes Deno drop the connection. One more Deno 2.9
+ * quirk decides the order: a read of the request body that is cancelled
+ * while Deno still waits for its bytes keeps the connection alive for good
+ * (the drop is then ignored, however many bytes follow). So a body that
+ * times out is not cancelled: its pending read is left to settle, which it
+ * does at the client's next byte, and only then is the body cancelled and
+ * the connection dropped. A trickling client is disconnected within its
+ * own interval; one that sends nothing more keeps its idle socket until it
+ * closes it, as a client that never finishes its headers does.
+ *
  * @module
  */
 
-import { checkJsonBounds, type JsonBounds } from "./json_bounds.ts";
+import { ConnectionDropped } from "./connection_drop.ts";
+import { createJsonBoundsScanner, type JsonBounds } from "./json_bounds.ts";
 import { errorReply, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR } from "./jsonrpc.ts";
 
 /** Bounds of one request body. */
@@ -45,15 +61,67 @@ export type BodyResult = { ok: true; value: unknown } | { ok: false; response: R
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
-function refuse(status: number, code: number, message: string, close = false): BodyResult {
+/**
+ * How long a dropping refusal waits between handing over its bytes and
+ * erroring: one turn of the event loop lets the server write them, the
+ * rest is margin for a busy machine. Only a client already refused waits.
+ */
+const DROP_AFTER_MS = 50;
+
+/**
+ * A body that sends `text`, then, once `settled` has (the abandoned read of
+ * the request body, which then gets cancelled), errors so that Deno drops
+ * the connection.
+ */
+function droppingBody(text: string, settled: Promise<void>): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sent) {
+        sent = true;
+        controller.enqueue(new TextEncoder().encode(text));
+        return;
+      }
+      await settled;
+      await new Promise((resolve) => setTimeout(resolve, DROP_AFTER_MS));
+      controller.error(new ConnectionDropped("the request body was too slow"));
+    },
+  }, { highWaterMark: 0 });
+}
+
+function refuse(
+  status: number,
+  code: number,
+  message: string,
+  drop?: Promise<void>,
+): BodyResult {
+  const text = errorReply(null, code, message);
   return {
     ok: false,
-    response: new Response(errorReply(null, code, message), {
-      status,
-      headers: close ? { ...JSON_HEADERS, connection: "close" } : JSON_HEADERS,
-    }),
+    response: drop
+      // No Content-Length: a complete fixed-length body would end the exchange before the error.
+      ? new Response(droppingBody(text, drop), {
+        status,
+        headers: { ...JSON_HEADERS, connection: "close" },
+      })
+      : new Response(text, { status, headers: JSON_HEADERS }),
   };
 }
+
+/**
+ * Smallest view handed to a BYOB read. Deno 2.9 never settles a BYOB read
+ * whose view is shorter than 8 bytes at the end of a chunked body (it
+ * neither returns data nor reports the end), so the buffer always keeps at
+ * least this much room; it may grow to `maxBytes` plus this slack, and a
+ * body that reaches into the slack is too large.
+ */
+const MIN_VIEW = 64;
+
+/** The first buffer of a body of unknown or larger size (one read for most messages). */
+const INITIAL_BUFFER = 4096;
+
+/** What an expired read resolves to. */
+const EXPIRED = Symbol("expired");
 
 /** Reads and parses the JSON body of `request` within `limits`. */
 export async function readJsonBody(request: Request, limits: BodyLimits): Promise<BodyResult> {
@@ -70,12 +138,14 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
   const started = performance.now();
   let received = 0;
   // Never sized from Content-Length alone: memory must follow the bytes that really arrived.
-  let buffer = new Uint8Array(
-    Math.max(
-      1,
-      Math.min(maxBytes, Number.isFinite(declared) && declared > 0 ? declared : 16384, 65536),
-    ),
-  );
+  // Deno fills (and so makes resident) every view it is given to read into, so the buffer
+  // starts small and doubles as bytes come: with 64 KiB at the start, 300 connections that
+  // trickle a byte a second cost the daemon 52 MiB; with 4 KiB, about 20 MiB.
+  const expected = Number.isFinite(declared) && declared > 0 ? declared : INITIAL_BUFFER;
+  let buffer = new Uint8Array(Math.min(maxBytes, expected, INITIAL_BUFFER) + MIN_VIEW);
+  // Nesting and value counts are checked on the bytes as they arrive (see json_bounds.ts).
+  const scanner = createJsonBoundsScanner(limits.json);
+  let problem: string | undefined;
   let timedOut = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   // A body still streaming in is a byte stream: read it into our buffer (BYOB). A body that
@@ -88,6 +158,9 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     plain = request.body.getReader();
   }
   const cancel = () => (byob ?? plain)!.cancel().catch(() => {});
+  // Resolves when the body is too slow; the read then pending is abandoned, not cancelled.
+  const expired = Promise.withResolvers<typeof EXPIRED>();
+  let abandoned: Promise<unknown> | undefined;
 
   /** Arms the timer for the earliest of the deadline and the moment the rate would fail. */
   function arm(): void {
@@ -96,18 +169,25 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     const due = Math.min(started + timeoutMs, Math.max(rateAt, started + graceMs));
     timer = setTimeout(() => {
       timedOut = true;
-      cancel();
+      expired.resolve(EXPIRED);
     }, Math.max(0, due - performance.now()));
   }
 
-  /** Makes room for `more` bytes; false when that would pass the bound. */
-  function reserve(more: number): boolean {
-    if (received + more <= buffer.length) return true;
-    if (received + more > maxBytes) return false;
-    const grown = new Uint8Array(Math.min(maxBytes, Math.max(buffer.length * 2, received + more)));
+  /** Waits for `read` unless the body expires first; then the read is left pending. */
+  async function within<T>(read: Promise<T>): Promise<T | typeof EXPIRED> {
+    const outcome = await Promise.race([read, expired.promise]);
+    if (outcome === EXPIRED) abandoned = read;
+    return outcome;
+  }
+
+  /** Makes room for `more` bytes after those received (callers keep `received <= maxBytes`). */
+  function reserve(more: number): void {
+    if (received + more <= buffer.length) return;
+    const grown = new Uint8Array(
+      Math.min(maxBytes + MIN_VIEW, Math.max(buffer.length * 2, received + more)),
+    );
     grown.set(buffer.subarray(0, received));
     buffer = grown;
-    return true;
   }
 
   const tooLarge = () =>
@@ -117,53 +197,63 @@ export async function readJsonBody(request: Request, limits: BodyLimits): Promis
     arm();
     while (true) {
       if (byob) {
-        if (!reserve(1)) {
-          // The buffer is at the bound: one more byte would be too many.
-          const probe = await byob.read(new Uint8Array(1));
-          if (probe.done) break;
-          await cancel();
-          return tooLarge();
-        }
-        const { done, value } = await byob.read(buffer.subarray(received));
+        reserve(MIN_VIEW);
+        const outcome = await within(byob.read(buffer.subarray(received)));
+        if (outcome === EXPIRED) break;
+        const { done, value } = outcome;
         // BYOB moves the buffer on every read and hands it back, even at the end.
         if (value) buffer = new Uint8Array(value.buffer, 0, value.buffer.byteLength);
-        if (timedOut || done || !value) break;
+        if (done || !value) break;
         received += value.byteLength;
+        problem = scanner.push(value);
       } else {
-        const { done, value } = await plain!.read();
-        if (timedOut || done) break;
-        if (!reserve(value.byteLength)) {
+        const outcome = await within(plain!.read());
+        if (outcome === EXPIRED) break;
+        const { done, value } = outcome;
+        if (done) break;
+        if (received + value.byteLength > maxBytes) {
           await cancel();
           return tooLarge();
         }
+        reserve(value.byteLength);
         buffer.set(value, received);
         received += value.byteLength;
+        problem = scanner.push(value);
+      }
+      if (received > maxBytes) {
+        await cancel();
+        return tooLarge();
+      }
+      if (problem !== undefined) {
+        // Refused as soon as a bound is crossed: the rest is never buffered, decoded or parsed.
+        await cancel();
+        return refuse(
+          400,
+          JSONRPC_INVALID_REQUEST,
+          `Invalid Request: the body is refused: ${problem}`,
+        );
       }
       arm();
     }
   } catch {
-    if (!timedOut) {
-      return refuse(400, JSONRPC_PARSE_ERROR, "Parse error: the body could not be read");
-    }
+    return refuse(400, JSONRPC_PARSE_ERROR, "Parse error: the body could not be read");
   } finally {
     clearTimeout(timer);
   }
   if (timedOut) {
     const elapsed = ((performance.now() - started) / 1000).toFixed(1);
+    // The connection is dropped once the abandoned read settled and the body is cancelled.
+    const settled = (abandoned ?? Promise.resolve()).then(cancel, cancel);
     return refuse(
       408,
       JSONRPC_INVALID_REQUEST,
       `Request body too slow: ${received} bytes in ${elapsed} s (the body must arrive within ${
         timeoutMs / 1000
       } s, at ${minRate} bytes/s or faster)`,
-      true,
+      settled,
     );
   }
   const text = new TextDecoder().decode(buffer.subarray(0, received));
-  const problem = checkJsonBounds(text, limits.json);
-  if (problem !== undefined) {
-    return refuse(400, JSONRPC_INVALID_REQUEST, `Invalid Request: the body is refused: ${problem}`);
-  }
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch {

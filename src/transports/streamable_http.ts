@@ -124,6 +124,13 @@ function isInitialize(body: unknown): boolean {
     message.method === "initialize" && message.id !== undefined;
 }
 
+/** A single `tools/call` request (the calls that may run long). */
+function isToolCall(body: unknown): boolean {
+  const message = body as { method?: unknown; id?: unknown } | null;
+  return typeof message === "object" && message !== null && message.method === "tools/call" &&
+    message.id !== undefined;
+}
+
 function isEventStream(response: Response): boolean {
   return response.body !== null &&
     (response.headers.get("content-type") ?? "").startsWith("text/event-stream");
@@ -155,11 +162,18 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
   let draining = false;
   let sweeper: ReturnType<typeof setInterval> | undefined;
 
-  const modern = createMcpHandler(deps.factory, {
+  const modernOptions = {
     legacy: "reject",
     maxRequestBodySize: limits.maxMessageSize ?? 32 * 1024 * 1024,
-    onerror: (error) => log("debug", `mcp (2026-07-28): ${error.message}`),
-  });
+    onerror: (error: Error) => log("debug", `mcp (2026-07-28): ${error.message}`),
+  } as const;
+  const modern = createMcpHandler(deps.factory, modernOptions);
+  // Tool calls are answered over SSE even without a progress token, so their response starts
+  // at once. A JSON response is only written with the result, and until then Deno 2.9 does not
+  // notice a client that drops the connection when its body came after its headers (the
+  // request's signal never aborts): the call would run to its end for nobody. With the
+  // response started, Deno cancels its body when the client goes, which ends the exchange.
+  const modernToolCalls = createMcpHandler(deps.factory, { ...modernOptions, responseMode: "sse" });
 
   function sweepIdleSessions(): void {
     const now = performance.now();
@@ -266,10 +280,11 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
       modernInFlight--;
       deps.slots.release();
     };
+    const endpoint = isToolCall(body) ? modernToolCalls : modern;
     try {
       return await metered(
         request,
-        () => modern.fetch(request, { parsedBody: body, ...authInfoOf(identity) }),
+        () => endpoint.fetch(request, { parsedBody: body, ...authInfoOf(identity) }),
         // The SDK aborts the exchange itself when its stream is cancelled.
         () => {},
         release,
@@ -404,7 +419,7 @@ export function createStreamableHttp(deps: StreamableHttpDeps): StreamableHttp {
     closeAll: async () => {
       clearInterval(sweeper);
       sweeper = undefined;
-      await modern.close();
+      await Promise.all([modern.close(), modernToolCalls.close()]);
       await Promise.all([...sessions.values()].map((s) => s.transport.close()));
       sessions.clear();
     },
