@@ -21,7 +21,7 @@ import assert from "node:assert/strict";
 import type { Browser, Page } from "playwright-core";
 import { chromiumTestName, launchChromium, SKIP_CHROMIUM } from "../chromium.ts";
 import { type Daemon, startDaemon } from "../daemon.ts";
-import { type OllamaDouble, startOllamaDouble, tokenize } from "../ollama_double.ts";
+import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { VERSION } from "../../src/version.ts";
 
 /** Names Chromium resolves to 127.0.0.1 in these tests. */
@@ -233,7 +233,10 @@ function assertStreamed(reply: PageReply, token: string, text: string): void {
   const progress = progressOf(reply, token);
   assert.deepEqual(progress.map(([n]) => n), progress.map((_, i) => i + 1));
   assert.equal(progress.map(([, delta]) => delta).join(""), text);
-  assert.deepEqual(progress.map(([, delta]) => delta), tokenize(text));
+  // Deltas that arrive in one upstream read share a notification, so only their order and
+  // their sum are fixed, and that none is empty.
+  assert.ok(progress.length > 0, "at least one progress notification");
+  assert.ok(progress.every(([, delta]) => delta !== ""), "no empty delta");
   const result = lastResult(reply);
   assert.deepEqual(result.content, [{ type: "text", text }]);
 }
