@@ -169,7 +169,9 @@ Deno.test("the SDK client's own OAuth flow (discovery, registration, PKCE, token
         "ai_ollama_embed",
         "ai_ollama_generate",
         "ai_ollama_list_models",
-      ]);
+        "ai_ollama_ps",
+        "ai_ollama_show",
+      ], "no pull or delete without rune:manage");
       const result = await client.callTool({
         name: "ai_generate",
         arguments: { model: "ollama/llama3.2", prompt: "signed in" },
