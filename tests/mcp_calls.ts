@@ -77,3 +77,20 @@ export async function assertCancelAbortsUpstream(client: Client, double: OllamaD
   await assert.rejects(long.call);
   await double.waitForOpenStreams(0);
 }
+
+/**
+ * The JSON-RPC response in an HTTP reply to a POST on `/mcp`, whether the
+ * server answered with JSON or over SSE (where it is the event that has a
+ * `result` or an `error`; progress notifications before it are skipped).
+ */
+// Replies are read by path and checked by the assertions that follow.
+// deno-lint-ignore no-explicit-any
+export function rpcReply(contentType: string | null, text: string): Record<string, any> {
+  if (!contentType?.startsWith("text/event-stream")) return JSON.parse(text);
+  const messages = text.split("\n")
+    .filter((line) => line.startsWith("data:"))
+    .map((line) => JSON.parse(line.slice(5)));
+  const reply = messages.find((m) => "result" in m || "error" in m);
+  if (reply === undefined) throw new Error(`no response in the event stream: ${text}`);
+  return reply;
+}

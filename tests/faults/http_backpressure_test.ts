@@ -19,7 +19,7 @@
 
 import assert from "node:assert/strict";
 import { startOllamaDouble } from "../ollama_double.ts";
-import { resultText } from "../mcp_calls.ts";
+import { resultText, rpcReply } from "../mcp_calls.ts";
 import { rssBytes, writeAll } from "../transports/raw_http.ts";
 import { INITIALIZED, initializeRequest, spawnDaemon, within } from "./support.ts";
 
@@ -226,7 +226,7 @@ Deno.test("HTTP clients that never read (both eras) hold the model back, stay wi
         },
       }),
     });
-    const reply = await response.json();
+    const reply = rpcReply(response.headers.get("content-type"), await response.text());
     assert.equal(resultText(reply.result), "Echo: after the storm");
   } finally {
     for (const conn of conns) {

@@ -19,6 +19,7 @@
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/client";
 import { startDaemon } from "../daemon.ts";
+import { rpcReply } from "../mcp_calls.ts";
 import { DEFAULT_MODELS, type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { parsePrometheusText, valueOf } from "../prometheus_text.ts";
 import { REDIS_SKIP_REASON, startRedis } from "../redis_server.ts";
@@ -73,7 +74,7 @@ async function modern(
   });
   const text = await response.text();
   assert.equal(response.status, 200, text);
-  return JSON.parse(text);
+  return rpcReply(response.headers.get("content-type"), text);
 }
 
 /** A tool call as a stateless request (a task when `tasks`). */

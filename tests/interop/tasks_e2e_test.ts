@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { z } from "zod";
 import { startDaemon } from "../daemon.ts";
+import { rpcReply } from "../mcp_calls.ts";
 import { startOllamaDouble } from "../ollama_double.ts";
 import { WebSocketTransport } from "../ws_client_transport.ts";
 
@@ -98,7 +99,7 @@ async function modern(
   });
   const text = await response.text();
   assert.equal(response.status, 200, text);
-  return JSON.parse(text);
+  return rpcReply(response.headers.get("content-type"), text);
 }
 
 Deno.test("2026-07-28 tasks over Streamable HTTP: create, poll, cancel aborts the upstream", async () => {

@@ -90,7 +90,10 @@ Deno.test("on loopback, a foreign Host is refused with 403 and local ones pass",
       } is not this machine: refused to prevent DNS rebinding.`,
     });
   }
-  assert.equal(hostCheck(undefined)?.status, 403, "no Host at all on loopback");
+  // Without a Host header (HTTP/2 sends :authority instead), the request URL's host is checked.
+  assert.equal(hostCheck(undefined), undefined, "no Host, a loopback :authority");
+  const foreign = new Request("http://evil.example/ws");
+  assert.equal(checkHost(foreign, LOOPBACK)?.status, 403, "no Host, a foreign :authority");
   assert.equal(hostCheck("evil.example", { hostname: "0.0.0.0" }), undefined);
 });
 
