@@ -21,6 +21,11 @@ import type { Provider } from "../providers/types.ts";
 import type { Handler } from "../transports/http.ts";
 import type { MessageTransport } from "../transports/message_transport.ts";
 import { isConnectionDropped } from "../transports/connection_drop.ts";
+import {
+  DEFAULT_HEADER_GUARD,
+  type GuardedServer,
+  serveGuarded,
+} from "../transports/header_guard.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
 import { FLEET_FLAGS_HELP, fleetFlags, setupFleet } from "./fleet.ts";
@@ -70,6 +75,10 @@ Limits and timeouts:
   --min-body-rate N         and at N bytes/s or faster after 5 s (default 1024)
   --max-receiving N         requests still sending their body at once; more get 503
                             (default 256)
+  --header-timeout SECS     request headers must arrive within SECS, else 408 and the
+                            connection is closed (default 10; 0 turns the guard off)
+  --max-header-connections N  connections still sending request headers; more get 503
+                            (default 256)
   --shutdown-grace SECS     on SIGINT/SIGTERM, let calls finish for SECS (default 10)
   --log-level LEVEL         debug, info, warning, error or silent (default info)
 Tools:
@@ -102,6 +111,8 @@ const serveFlags = {
   "body-timeout": { type: "string" },
   "min-body-rate": { type: "string" },
   "max-receiving": { type: "string" },
+  "header-timeout": { type: "string" },
+  "max-header-connections": { type: "string" },
   "shutdown-grace": { type: "string" },
   "log-level": { type: "string" },
   tools: { type: "string" },
@@ -225,7 +236,7 @@ export async function reportProviders(
 
 interface Listener {
   handler: Handler;
-  server: Deno.HttpServer<Deno.NetAddr>;
+  server: Pick<GuardedServer, "addr" | "shutdown">;
 }
 
 /** What every MCP server instance of the daemon is built from. */
@@ -305,21 +316,35 @@ async function listen(
       maxReceiving: intFlag(values["max-receiving"], "max-receiving", 256),
     },
   });
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const onError = (error: unknown) => {
+    // A response that drops its connection on purpose (a 408, a client cut off for not
+    // reading) errors its body: no failure to report.
+    if (isConnectionDropped(error)) return new Response(null, { status: 500 });
+    log("error", `request failed: ${(error as Error)?.stack ?? error}`);
+    return new Response("Internal server error\n", { status: 500 });
+  };
+  // 0 turns the guard off: Deno.serve then listens itself (no header deadline).
+  const headerTimeoutMs = Number(values["header-timeout"]) === 0
+    ? 0
+    : secondsFlag(values["header-timeout"], "header-timeout") ??
+      DEFAULT_HEADER_GUARD.headerTimeoutMs;
+  let server: Listener["server"];
   try {
-    server = Deno.serve({
-      hostname,
-      port,
-      ...remote.tls,
-      onListen: () => {},
-      onError: (error) => {
-        // A response that drops its connection on purpose (a 408, a client cut off for not
-        // reading) errors its body: no failure to report.
-        if (isConnectionDropped(error)) return new Response(null, { status: 500 });
-        log("error", `request failed: ${(error as Error)?.stack ?? error}`);
-        return new Response("Internal server error\n", { status: 500 });
-      },
-    }, handler);
+    server = headerTimeoutMs === 0
+      ? Deno.serve({ hostname, port, ...remote.tls, onListen: () => {}, onError }, handler)
+      : serveGuarded({
+        hostname,
+        port,
+        ...remote.tls,
+        onError,
+        log,
+        headerTimeoutMs,
+        maxHeaderConnections: intFlag(
+          values["max-header-connections"],
+          "max-header-connections",
+          DEFAULT_HEADER_GUARD.maxHeaderConnections,
+        ),
+      }, handler);
   } catch (cause) {
     throw listenError(hostname, port, cause);
   }
