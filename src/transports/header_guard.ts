@@ -327,6 +327,10 @@ export function serveGuarded(options: GuardedServeOptions, handler: GuardedHandl
           firstHeadDone = true;
           guard.leaveHead();
         },
+        badRequest(reason) {
+          guard.leaveHead();
+          void guard.refuse(400, "Bad Request", reason);
+        },
       }, { maxHeaderBytes });
       let pending: Uint8Array[] = [];
       let buffer = new Uint8Array(SMALL_READ);

@@ -20,6 +20,12 @@ export interface FramingEvents {
   headStart(): void;
   /** The header block of the current request is complete. */
   headEnd(): void;
+  /**
+   * The header block is complete but the request is one the server must
+   * refuse with 400 (RFC 9112 §3.2: an HTTP/1.1 request without `Host`);
+   * called instead of `headEnd`, and the rest of the connection is opaque.
+   */
+  badRequest(reason: string): void;
 }
 
 /** Thrown when a header block grows past its bound. */
@@ -184,8 +190,14 @@ export class RequestFraming {
   #endHead(): void {
     const text = this.#head.map((part) => latin1.decode(part)).join("");
     this.#head = [];
+    const state = nextState(text, (length) => (this.#remaining = length));
+    if (state === "no-host") {
+      this.#state = "opaque";
+      this.#events.badRequest("An HTTP/1.1 request needs a Host header.");
+      return;
+    }
     this.#events.headEnd();
-    this.#state = nextState(text, (length) => (this.#remaining = length));
+    this.#state = state;
   }
 
   /** Reads a chunk-size line, the line end after chunk data, or a trailer line. */
@@ -222,8 +234,11 @@ export class RequestFraming {
   }
 }
 
-/** What follows a header block: a body, the next request, or an opaque rest. */
-function nextState(head: string, setLength: (length: number) => void): State {
+/**
+ * What follows a header block: a body, the next request, or an opaque rest;
+ * `no-host` for an HTTP/1.1 request without `Host`.
+ */
+function nextState(head: string, setLength: (length: number) => void): State | "no-host" {
   const lines = head.split(/\r?\n/).filter((line) => line !== "");
   const requestLine = lines[0] ?? "";
   // The HTTP/2 preface ("PRI * HTTP/2.0", then "SM"): the rest is HTTP/2 frames.
@@ -239,6 +254,7 @@ function nextState(head: string, setLength: (length: number) => void): State {
   const list = (name: string) =>
     (fields.get(name) ?? []).flatMap((value) => value.split(",")).map((v) => v.trim().toLowerCase())
       .filter((v) => v !== "");
+  if (/ HTTP\/1\.1$/.test(requestLine) && !fields.has("host")) return "no-host";
   // A WebSocket upgrade: after the server's 101 the bytes are frames.
   if (list("upgrade").includes("websocket") && list("connection").includes("upgrade")) {
     return "opaque";

@@ -18,6 +18,7 @@ function follow(text: string, piece = Infinity, maxHeaderBytes = 65_536) {
   const framing = new RequestFraming({
     headStart: () => events.push("start"),
     headEnd: () => events.push("end"),
+    badRequest: (reason) => events.push(`bad: ${reason}`),
   }, { maxHeaderBytes });
   const bytes = encoder.encode(text);
   const step = Number.isFinite(piece) ? piece : bytes.length;
@@ -82,18 +83,18 @@ Deno.test("a WebSocket upgrade, the HTTP/2 preface and unframeable requests end 
       "no colon here",
     ]
   ) {
-    assert.equal(follow(`POST / HTTP/1.1\r\n${fields}\r\n\r\n`).opaque, true, fields);
+    assert.equal(follow(`POST / HTTP/1.1\r\nHost: a\r\n${fields}\r\n\r\n`).opaque, true, fields);
   }
   assert.equal(follow(CHUNKED.replace("5;ext=1", "zz")).opaque, true, "a bad chunk size");
   // An h2c upgrade is not a WebSocket: Deno's server answers it as HTTP/1.1.
   assert.equal(
-    follow("GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n").opaque,
+    follow("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n").opaque,
     false,
   );
 });
 
 Deno.test("a header block over its bound throws, however it is split", () => {
-  const big = "GET / HTTP/1.1\r\nX-Big: " + "x".repeat(2000) + "\r\n\r\n";
+  const big = "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + "x".repeat(2000) + "\r\n\r\n";
   for (const piece of [Infinity, 100]) {
     assert.throws(
       () => follow(big, piece, 1024),
@@ -101,4 +102,17 @@ Deno.test("a header block over its bound throws, however it is split", () => {
     );
   }
   assert.deepEqual(follow(big, 100, 4096).events, ["end"]);
+});
+
+Deno.test("an HTTP/1.1 request without Host is a bad request and the rest is opaque; HTTP/1.0 needs none", () => {
+  assert.deepEqual(follow("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n" + GET), {
+    events: ["bad: An HTTP/1.1 request needs a Host header."],
+    inHead: false,
+    opaque: true,
+  });
+  assert.deepEqual(follow("GET / HTTP/1.0\r\n\r\n"), {
+    events: ["end"],
+    inHead: false,
+    opaque: false,
+  });
 });
