@@ -2,8 +2,11 @@
  * A hostile model server for tests: a real HTTP server on 127.0.0.1 port 0
  * that answers each request with whatever the test scripted: bodies far
  * larger than any budget (generated as streams, never held in memory),
- * huge error pages, endless NDJSON replies in normal-sized lines,
- * malformed shapes, redirects and redirect loops, gzip, and gzip bombs.
+ * huge error pages, endless NDJSON replies in normal-sized lines, endless
+ * server-sent event streams in the shapes of Anthropic's Messages API
+ * (`content_block_delta` events) and OpenAI's Chat Completions
+ * (`chat.completion.chunk` events), an event that never ends, malformed
+ * shapes, redirects and redirect loops, gzip, and gzip bombs.
  *
  * It records how many bytes each reply sent and whether the client
  * cancelled it (the connection closed before the body ended), so tests
@@ -18,14 +21,43 @@ export type HostileReply =
   | { kind: "json"; body: unknown; status?: number; contentType?: string }
   /** Fixed NDJSON lines, each a JSON value written as is. */
   | { kind: "ndjson"; lines: unknown[] }
-  /** A valid JSON object of `bytes` bytes: `{"models":[` + filler models + `]}`. */
-  | { kind: "huge-json"; bytes: number; gzip?: boolean }
+  /**
+   * A valid JSON object of `bytes` bytes: `{"<list>":[` + `item` repeated + `]}`;
+   * by default `/api/tags`-shaped (`list` "models", an Ollama model).
+   */
+  | { kind: "huge-json"; bytes: number; gzip?: boolean; list?: string; item?: unknown }
   /** An error page of `bytes` bytes (HTML) with `status` (default 500). */
   | { kind: "huge-error"; bytes: number; status?: number }
   /** NDJSON token lines, each carrying `lineBytes` of text, `bytes` in total (default: endless). */
   | { kind: "huge-stream"; lineBytes: number; bytes?: number; gzip?: boolean }
+  /**
+   * Fixed server-sent events: `{event, data}` written as `event:`/`data:`
+   * lines (`data` JSON-encoded unless a string), or a string written as is.
+   */
+  | { kind: "sse"; events: (SseSpec | string)[] }
+  /**
+   * An event stream in `dialect`'s shape whose text deltas carry `tokenBytes`
+   * each, `bytes` in total (default: endless), after the events that open a reply.
+   */
+  | { kind: "huge-sse"; dialect: SseDialect; tokenBytes: number; bytes?: number; gzip?: boolean }
+  /**
+   * An event stream in `dialect`'s shape whose first text delta never ends:
+   * one `data:` line of `bytes` bytes (default: endless) without a newline.
+   */
+  | { kind: "huge-event"; dialect: SseDialect; bytes?: number }
   /** A redirect to `location` (default: the same path, a loop). */
   | { kind: "redirect"; location?: string; status?: number };
+
+/** Which API's event shapes a generated event stream takes. */
+export type SseDialect = "anthropic" | "openai";
+
+/** One scripted server-sent event. */
+export interface SseSpec {
+  /** The `event:` field, if any. */
+  event?: string;
+  /** The `data:` field: a string as is, anything else JSON-encoded. */
+  data: unknown;
+}
 
 /** One reply the server sent. */
 export interface SentReply {
@@ -120,7 +152,7 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
       }
       case "huge-json":
         return compressed(
-          generated(path, hugeJson(spec.bytes)),
+          generated(path, hugeJson(spec.bytes, spec.list, spec.item)),
           spec.gzip,
           "application/json; charset=utf-8",
         );
@@ -142,6 +174,23 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
           spec.gzip,
           "application/x-ndjson",
         );
+      case "sse": {
+        const events = spec.events.map((e) => encoder.encode(typeof e === "string" ? e : sse(e)));
+        let i = 0;
+        return new Response(generated(path, () => events[i++]), {
+          headers: { "content-type": "text/event-stream; charset=utf-8" },
+        });
+      }
+      case "huge-sse":
+        return compressed(
+          generated(path, hugeSse(spec.dialect, spec.tokenBytes, spec.bytes ?? Infinity)),
+          spec.gzip,
+          "text/event-stream; charset=utf-8",
+        );
+      case "huge-event":
+        return new Response(generated(path, hugeEvent(spec.dialect, spec.bytes ?? Infinity)), {
+          headers: { "content-type": "text/event-stream; charset=utf-8" },
+        });
       case "redirect":
         return new Response(null, {
           status: spec.status ?? 302,
@@ -235,16 +284,131 @@ function filler(
   };
 }
 
-/** A valid `/api/tags`-shaped reply of about `bytes` bytes. */
-function hugeJson(bytes: number): () => Uint8Array | undefined {
-  const model = JSON.stringify({
-    name: "filler:latest",
-    model: "filler:latest",
-    size: 1,
-    details: { family: "filler" },
+/** The default item of a huge JSON list: an Ollama model. */
+const OLLAMA_MODEL = {
+  name: "filler:latest",
+  model: "filler:latest",
+  size: 1,
+  details: { family: "filler" },
+};
+
+/** A valid reply of about `bytes` bytes: `{"<list>":[item,item,...]}`. */
+function hugeJson(
+  bytes: number,
+  list = "models",
+  item: unknown = OLLAMA_MODEL,
+): () => Uint8Array | undefined {
+  const model = JSON.stringify(item);
+  // Each unit starts with a comma; the head's first item has none.
+  return filler(bytes, `{${JSON.stringify(list)}:[${model}`, `,${model}`, "]}");
+}
+
+/** One event as it goes on the wire. */
+function sse({ event, data }: SseSpec): string {
+  const text = typeof data === "string" ? data : JSON.stringify(data);
+  return `${event === undefined ? "" : `event: ${event}\n`}data: ${text}\n\n`;
+}
+
+/** The events that open a reply before its first text delta, in `dialect`'s shape. */
+function openingEvents(dialect: SseDialect): string {
+  if (dialect === "openai") {
+    return sse({ data: openAiChunk({ role: "assistant", content: "" }) });
+  }
+  return sse({
+    event: "message_start",
+    data: {
+      type: "message_start",
+      message: {
+        id: "msg_hostile",
+        type: "message",
+        role: "assistant",
+        model: "claude-haiku-4-5",
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 1, output_tokens: 1 },
+      },
+    },
+  }) + sse({
+    event: "content_block_start",
+    data: { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
   });
-  // Each unit starts with a comma; the head's first model has none.
-  return filler(bytes, `{"models":[${model}`, `,${model}`, "]}");
+}
+
+/** The events that close a reply after its text deltas. */
+function closingEvents(dialect: SseDialect): string {
+  if (dialect === "openai") return sse({ data: openAiChunk({}, "stop") }) + sse({ data: "[DONE]" });
+  return sse({ event: "content_block_stop", data: { type: "content_block_stop", index: 0 } }) +
+    sse({
+      event: "message_delta",
+      data: {
+        type: "message_delta",
+        delta: { stop_reason: "end_turn", stop_sequence: null },
+        usage: { output_tokens: 1 },
+      },
+    }) +
+    sse({ event: "message_stop", data: { type: "message_stop" } });
+}
+
+/** A `chat.completion.chunk` with one choice carrying `delta`. */
+function openAiChunk(delta: unknown, finish: string | null = null): unknown {
+  return {
+    id: "chatcmpl-hostile",
+    object: "chat.completion.chunk",
+    created: 1760000000,
+    model: "gpt-4o-mini",
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  };
+}
+
+/** One text delta event carrying `text`, in `dialect`'s shape. */
+function textEvent(dialect: SseDialect, text: string): string {
+  if (dialect === "openai") return sse({ data: openAiChunk({ content: text }) });
+  return sse({
+    event: "content_block_delta",
+    data: { type: "content_block_delta", index: 0, delta: { type: "text_delta", text } },
+  });
+}
+
+/**
+ * An event stream in `dialect`'s shape: the opening events, text deltas of
+ * `tokenBytes` each until `bytes` (maybe endless), then the closing events.
+ */
+function hugeSse(
+  dialect: SseDialect,
+  tokenBytes: number,
+  bytes: number,
+): () => Uint8Array | undefined {
+  const event = encoder.encode(textEvent(dialect, "x".repeat(tokenBytes)));
+  const perChunk = Math.max(1, Math.floor(CHUNK / event.byteLength));
+  const chunk = new Uint8Array(event.byteLength * perChunk);
+  for (let i = 0; i < perChunk; i++) chunk.set(event, i * event.byteLength);
+  let stage: "open" | "body" | "close" | "done" = "open";
+  let sentBytes = 0;
+  return () => {
+    switch (stage) {
+      case "open":
+        stage = "body";
+        return encoder.encode(openingEvents(dialect));
+      case "body":
+        sentBytes += chunk.byteLength;
+        if (sentBytes >= bytes) stage = "close";
+        return chunk;
+      case "close":
+        stage = "done";
+        return encoder.encode(closingEvents(dialect));
+      case "done":
+        return undefined;
+    }
+  };
+}
+
+/** The opening events, then one text delta whose `data:` line never ends (or ends past `bytes`). */
+function hugeEvent(dialect: SseDialect, bytes: number): () => Uint8Array | undefined {
+  const event = textEvent(dialect, "@");
+  // The event up to its text: `data: {..."text":"` (or `"content":"`), then text for ever.
+  const at = event.indexOf("@");
+  return filler(bytes, openingEvents(dialect) + event.slice(0, at), "x", event.slice(at + 1));
 }
 
 /** Endless (or `bytes`-long) NDJSON token lines carrying `lineBytes` of text each. */
