@@ -19,7 +19,7 @@ import { StreamBudget } from "../budget.ts";
 import type { Deadline } from "../deadline.ts";
 import { ConnectionDroppedError, InvalidResponseError, ProviderError } from "../errors.ts";
 import { describeBody, type HttpUpstream, startCall } from "../http.ts";
-import { preview } from "../ndjson.ts";
+import { LineTooLongError, preview } from "../ndjson.ts";
 import { type RetryJudge, type RetryOptions, withRetries } from "../retry.ts";
 import { type SseEvent, sseParser } from "../sse.ts";
 import { readStream, readText } from "../stream.ts";
@@ -170,6 +170,11 @@ class EventReader {
       next = await this.#iterator.next();
     } catch (error) {
       if (this.#deadline.signal.aborted) throw this.#deadline.signal.reason;
+      // The SSE parser's refusal (an event past its bound) does not know who sent the event:
+      // without this it reached the client as a bare "the server sent an event longer than ...".
+      if (error instanceof LineTooLongError) {
+        throw invalidReply(this.#upstream, error.message, error);
+      }
       if (error instanceof ProviderError) throw error;
       const { name, address } = this.#upstream;
       throw new ConnectionDroppedError(
@@ -474,10 +479,15 @@ class MessageAssembler {
   }
 
   #invalid(what: string, cause?: unknown): InvalidResponseError {
-    const { name, address } = this.#upstream;
-    return new InvalidResponseError(
-      `Invalid response from ${name} at ${address}: ${PATH}: ${what}. Is ${this.#upstream.addressSetting} pointing at Anthropic's API, or a gateway that speaks it faithfully?`,
-      cause === undefined ? undefined : { cause },
-    );
+    return invalidReply(this.#upstream, what, cause);
   }
+}
+
+/** "Invalid response from X at Y: /v1/messages: `what`", with what to check. */
+function invalidReply(upstream: HttpUpstream, what: string, cause?: unknown): InvalidResponseError {
+  const { name, address, addressSetting } = upstream;
+  return new InvalidResponseError(
+    `Invalid response from ${name} at ${address}: ${PATH}: ${what}. Is ${addressSetting} pointing at Anthropic's API, or a gateway that speaks it faithfully?`,
+    cause === undefined ? undefined : { cause },
+  );
 }
