@@ -172,7 +172,9 @@ Deno.test("anthropic: a stream within the budget is read whole", async () => {
       gzip: true,
     });
     const result = await generate(claude);
-    assert.ok(result.text.length >= MiB / 2 && result.text.length < MiB, `${result.text.length}`);
+    // Half a MiB on the wire (give or take a generated chunk), most of it text.
+    const text = result.text.length;
+    assert.ok(text > MiB / 4 && text < MiB / 2 + 64 * 1024, `${text} bytes of text`);
     assert.equal(result.doneReason, "stop");
     assert.equal((await server.settled(0)).completed, true);
   });
