@@ -12,15 +12,7 @@
 import assert from "node:assert/strict";
 import { startDaemon } from "../daemon.ts";
 import { type HostileReply, startHostileUpstream } from "../hostile_upstream.ts";
-import { resultText } from "../mcp_calls.ts";
-import {
-  INITIALIZED,
-  initializeRequest,
-  openSocket,
-  type RawSocket,
-  rssBytes,
-  within,
-} from "./support.ts";
+import { callSampled, INITIALIZED, initializeRequest, openSocket, within } from "./support.ts";
 
 const MiB = 1024 * 1024;
 /** Each hostile reply: far beyond every default budget (64 MiB reply, 16 MiB stream). */
@@ -34,36 +26,6 @@ const HUGE = 300 * MiB;
  */
 const RSS_BOUND = 400 * MiB;
 const STEP_MS = 60_000;
-
-/** Calls `name` and samples the daemon's RSS until the reply arrives; returns the reply and the peak. */
-async function callSampled(
-  socket: RawSocket,
-  pid: number,
-  id: number,
-  name: string,
-  args: Record<string, unknown>,
-): Promise<{ isError: boolean; text: string; peakRss: number }> {
-  socket.send({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } });
-  let done = false;
-  let peakRss = 0;
-  const sampling = (async () => {
-    // Sampling measures; the test waits for the reply, not for a number of samples.
-    while (!done) peakRss = Math.max(peakRss, await rssBytes(pid));
-  })();
-  try {
-    for (;;) {
-      const message = await within(STEP_MS, `reply to ${name}`, socket.next());
-      if (message.id !== id) continue;
-      const result = message.result as { isError?: boolean; content?: unknown };
-      assert.ok(result, `a tool result, not ${JSON.stringify(message.error)}`);
-      return { isError: result.isError === true, text: resultText(result), peakRss };
-    }
-  } finally {
-    done = true;
-    await sampling;
-    peakRss = Math.max(peakRss, await rssBytes(pid));
-  }
-}
 
 interface Case {
   what: string;

@@ -11,7 +11,9 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { splitLines } from "../../src/providers/ndjson.ts";
+import { resultText } from "../mcp_calls.ts";
 import { serveArgs } from "../stdio_client.ts";
 
 /** A JSON-RPC message as read from the wire. */
@@ -276,6 +278,45 @@ export async function rssBytes(pid: number): Promise<number> {
   const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(new TextDecoder().decode(output.stdout));
   if (!output.success || !match) throw new Error(`cannot read VmRSS of process ${pid}`);
   return Number(match[1]) * 1024;
+}
+
+/**
+ * Calls tool `name` on `socket` and samples the resident memory of process
+ * `pid` until the reply arrives (within `stepMs`); returns the tool result
+ * and the peak RSS seen.
+ */
+export async function callSampled(
+  socket: RawSocket,
+  pid: number,
+  id: number,
+  name: string,
+  args: Record<string, unknown>,
+  stepMs = 60_000,
+): Promise<{ isError: boolean; text: string; peakRss: number }> {
+  socket.send({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } });
+  let done = false;
+  let peakRss = 0;
+  const sampling = (async () => {
+    // Sampling measures; the test waits for the reply, not for a number of samples.
+    while (!done) peakRss = Math.max(peakRss, await rssBytes(pid));
+  })();
+  let reply: { isError: boolean; text: string };
+  try {
+    for (;;) {
+      const message = await within(stepMs, `reply to ${name}`, socket.next());
+      if (message.id !== id) continue;
+      const result = message.result as { isError?: boolean; content?: unknown };
+      assert.ok(result, `a tool result, not ${JSON.stringify(message.error)}`);
+      reply = { isError: result.isError === true, text: resultText(result) };
+      break;
+    }
+  } finally {
+    done = true;
+    await sampling;
+  }
+  // The peak includes the sample in flight when the reply came and one taken after it (a
+  // reply returned from inside the loop would miss both: it was read before they finished).
+  return { ...reply, peakRss: Math.max(peakRss, await rssBytes(pid)) };
 }
 
 /** A seeded PRNG (mulberry32) returning floats in [0, 1). */
