@@ -18,7 +18,7 @@ import {
   type ProviderError,
   type TimeoutPhase,
 } from "./errors.ts";
-import { preview } from "./ndjson.ts";
+import { type ParseRefusal, preview } from "./ndjson.ts";
 import { fetchFailure, type Upstream } from "./net_errors.ts";
 import { readText } from "./stream.ts";
 import type { CallOptions } from "./types.ts";
@@ -180,4 +180,21 @@ export async function requestJson(upstream: HttpUpstream, request: HttpRequest):
 /** `text/html, cut short: "<html>…"`: what a body looked like, for messages. */
 export function describeBody(contentType: string, text: string, truncated: boolean): string {
   return `${contentType || "no content type"}${truncated ? ", cut short" : ""}: ${preview(text)}`;
+}
+
+/**
+ * A stream parser's refusal as "Invalid response from X at Y: `where`:
+ * what the parser said", with what to check.
+ */
+export function parserRefusal(
+  upstream: HttpUpstream,
+  where: string,
+  error: ParseRefusal,
+): InvalidResponseError {
+  return new InvalidResponseError(
+    `Invalid response from ${upstream.name} at ${upstream.address}: ${where}: ${
+      error.message.replace(/^./, (c) => c.toLowerCase())
+    } Is ${upstream.addressSetting} pointing at ${upstream.name} itself?`,
+    { cause: error },
+  );
 }

@@ -30,8 +30,16 @@ export interface LineOptions {
 /** Options of {@linkcode parseNdjson}. */
 export interface NdjsonOptions extends LineOptions, ReadStreamOptions {}
 
+/**
+ * A stream parser's refusal of the text itself (a line or event past its
+ * bound, a line that is not JSON). The parser does not know who sent the
+ * text, so a provider rewords it as "Invalid response from X at Y: ..."
+ * (see `parserRefusal` in `http.ts`).
+ */
+export class ParseRefusal extends InvalidResponseError {}
+
 /** Thrown when a line exceeds the configured bound. */
-export class LineTooLongError extends InvalidResponseError {}
+export class LineTooLongError extends ParseRefusal {}
 
 /**
  * A `TransformStream` that splits text into lines (without the `\n` or a
@@ -173,7 +181,7 @@ function parseLine(line: string): unknown {
   try {
     return JSON.parse(line);
   } catch (cause) {
-    throw new InvalidResponseError(`Received a line that is not JSON: ${preview(line)}`, {
+    throw new ParseRefusal(`Received a line that is not JSON: ${preview(line)}`, {
       cause,
     });
   }

@@ -267,3 +267,20 @@ for (const malformed of MALFORMED) {
     });
   });
 }
+
+Deno.test("a line past the line bound is an invalid response from Ollama, with the body cancelled", async () => {
+  await withHostile(async (server) => {
+    const ollama = createOllamaProvider({ baseUrl: server.url, cacheMs: 0, maxLineLength: MiB });
+    server.on("/api/generate", { kind: "huge-stream", lineBytes: 2 * MiB, bytes: HUGE });
+    await assert.rejects(generate(ollama), (error: Error) => {
+      assert.ok(error instanceof InvalidResponseError, `${error.name}: ${error.message}`);
+      assert.equal(
+        error.message,
+        `Invalid response from Ollama at ${server.host}: /api/generate after line 0: a reply line is longer than ${MiB} characters: the server is not speaking NDJSON, or raise the line limit. Is OLLAMA_HOST or --ollama-host pointing at Ollama itself?`,
+      );
+      return true;
+    });
+    assert.equal((await server.settled(0)).cancelled, true);
+    await assertNextCallWorks(server, ollama);
+  });
+});

@@ -26,8 +26,8 @@
 
 import { ConnectionDroppedError, InvalidResponseError, ProviderError } from "../errors.ts";
 import { ProviderTimeoutError } from "../errors.ts";
-import { describeBody, exchange, type HttpUpstream, startCall } from "../http.ts";
-import { ndjsonParser } from "../ndjson.ts";
+import { describeBody, exchange, type HttpUpstream, parserRefusal, startCall } from "../http.ts";
+import { ndjsonParser, ParseRefusal } from "../ndjson.ts";
 import { readStream, readText } from "../stream.ts";
 import type { PullProgress } from "../types.ts";
 import { checkReply } from "../validate.ts";
@@ -171,6 +171,11 @@ export async function* streamPull(
           next = await lines.next();
         } catch (error) {
           if (deadline.signal.aborted) throw deadline.signal.reason;
+          // The NDJSON parser does not know who sent the line: without this a line past the
+          // bound reached the client as a bare "A reply line is longer than ...".
+          if (error instanceof ParseRefusal) {
+            throw parserRefusal(upstream, `${path} after line ${count}`, error);
+          }
           if (error instanceof ProviderError) throw error;
           throw new ConnectionDroppedError(
             `Ollama at ${upstream.address} closed the connection in the middle of pulling "${model}"${

@@ -10,8 +10,15 @@
 
 import { StreamBudget } from "../budget.ts";
 import { ConnectionDroppedError, InvalidResponseError, ProviderError } from "../errors.ts";
-import { describeBody, exchange, type HttpRequest, type HttpUpstream, startCall } from "../http.ts";
-import { ndjsonParser } from "../ndjson.ts";
+import {
+  describeBody,
+  exchange,
+  type HttpRequest,
+  type HttpUpstream,
+  parserRefusal,
+  startCall,
+} from "../http.ts";
+import { ndjsonParser, ParseRefusal } from "../ndjson.ts";
 import { readStream, readText } from "../stream.ts";
 import type { Chunk, DoneReason, FinalResult, ToolCall } from "../types.ts";
 import { checkReply } from "../validate.ts";
@@ -79,6 +86,11 @@ export async function* streamCompletion(
           next = await iterator.next();
         } catch (error) {
           if (deadline.signal.aborted) throw deadline.signal.reason;
+          // The NDJSON parser does not know who sent the line: without this a line past the
+          // bound reached the client as a bare "A reply line is longer than ...".
+          if (error instanceof ParseRefusal) {
+            throw parserRefusal(upstream, `${path} after line ${lines}`, error);
+          }
           if (error instanceof ProviderError) throw error;
           throw new ConnectionDroppedError(
             `Ollama at ${upstream.address} closed the connection in the middle of the reply after ${lines} chunks: it may have crashed or run out of memory; check the Ollama server log and retry.`,
