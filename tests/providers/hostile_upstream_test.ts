@@ -79,9 +79,11 @@ Deno.test("an endless gzip bomb counts inflated bytes against --max-reply-bytes"
       ollama.listModels(),
       (error: Error) => error instanceof UpstreamTooLargeError && error.limit === "reply",
     );
+    // How much the server generated is not asserted: at ~1,000:1 compression, socket buffers
+    // hold hundreds of MB of it before the cancel arrives. The compressed bytes alone could
+    // never pass the budget, so the refusal above shows the inflated bytes were counted.
     const sent = await server.settled(0);
     assert.equal(sent.cancelled, true);
-    assert.ok(sent.bytes < HUGE, `generated ${sent.bytes} bytes before the cancel`);
     await assertNextCallWorks(server, ollama);
   });
 });
