@@ -137,7 +137,7 @@ function stripCr(line: string): string {
 
 function tooLong(max: number): LineTooLongError {
   return new LineTooLongError(
-    `A reply line is longer than ${max} characters: the server is not speaking NDJSON, or raise the line limit.`,
+    `A reply line is longer than ${max} characters: no model server sends lines that long (the bound is fixed), so the server is not speaking NDJSON.`,
   );
 }
 

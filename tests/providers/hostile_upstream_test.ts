@@ -278,7 +278,7 @@ Deno.test("a line past the line bound is an invalid response from Ollama, with t
       assert.ok(error instanceof InvalidResponseError, `${error.name}: ${error.message}`);
       assert.equal(
         error.message,
-        `Invalid response from Ollama at ${server.host}: /api/generate after line 0: a reply line is longer than ${MiB} characters: the server is not speaking NDJSON, or raise the line limit. Is OLLAMA_HOST or --ollama-host pointing at Ollama itself?`,
+        `Invalid response from Ollama at ${server.host}: /api/generate after line 0: a reply line is longer than ${MiB} characters: no model server sends lines that long (the bound is fixed), so the server is not speaking NDJSON. Is OLLAMA_HOST or --ollama-host pointing at Ollama itself?`,
       );
       return true;
     });
