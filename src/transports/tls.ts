@@ -59,9 +59,12 @@ export async function readTlsFiles(
   keyFile: string,
   options: ReadTlsOptions = {},
 ): Promise<TlsFiles> {
-  const [cert, key] = await Promise.all([
+  const [cert, key] = await Promise.allSettled([
     readPem(certFile, "tls-cert", /-----BEGIN CERTIFICATE-----/, options),
     readPem(keyFile, "tls-key", /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/, options),
   ]);
-  return { cert, key };
+  // Both are read at once, but a problem is reported in flag order, whichever read ended first.
+  if (cert.status === "rejected") throw cert.reason;
+  if (key.status === "rejected") throw key.reason;
+  return { cert: cert.value, key: key.value };
 }
