@@ -83,6 +83,7 @@ const RELEASE = /releasing memory: \d+ sessions ended \((\d+) in all\)/;
  * `DENO_USR2_MEMORY_TRIM`, or `--release-memory-after 0`).
  */
 async function afterRelease(daemon: FaultDaemon, ended: number): Promise<string> {
+  if (releaseArgs.length > 0) return " (release off)";
   try {
     await within(
       30_000,
