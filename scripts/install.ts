@@ -22,7 +22,7 @@
 
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { INSTALLED_PERMISSIONS, SHIM_WRITE_FLAG } from "./permissions.ts";
+import { INSTALLED_PERMISSIONS, LAUNCH_ENV, SHIM_WRITE_FLAG } from "./permissions.ts";
 
 /** Options of {@linkcode install}. */
 export interface InstallOptions {
@@ -49,12 +49,15 @@ export function shimText(checkout: string, deno: string): string {
     ...INSTALLED_PERMISSIONS,
     `${checkout}src/main.ts`,
   ];
+  const exports = Object.entries(LAUNCH_ENV).map(([name, value]) =>
+    `export ${name}=${shellQuote(value)}\n`
+  ).join("");
   return `#!/bin/sh
 # rune: written by "deno task install" (scripts/install.ts).
 # Runs the checkout's current src/main.ts with its deno.json and deno.lock, so
 # a git pull takes effect at the next start. After moving the checkout or
 # this Deno binary, run "deno task install" again.
-exec ${args.slice(0, -1).map(shellQuote).join(" ")} ${SHIM_WRITE_FLAG} ${
+${exports}exec ${args.slice(0, -1).map(shellQuote).join(" ")} ${SHIM_WRITE_FLAG} ${
     shellQuote(args.at(-1)!)
   } "$@"
 `;

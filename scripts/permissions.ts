@@ -97,3 +97,13 @@ export const SHIM_WRITE_FLAG = '--allow-write="${RUNE_HOME:-$HOME/.config/rune}"
 export function storeWriteFlag(dir: string): string {
   return `--allow-write=${dir}`;
 }
+
+/**
+ * Environment the launchers give the Deno that runs Rune (`deno task serve`
+ * and `deno task rune` spell it before `deno run`; the installed shim
+ * exports it). `DENO_USR2_MEMORY_TRIM` makes Deno return freed memory to
+ * the system on SIGUSR2, which the daemon sends itself once a load peak is
+ * over (`src/transports/memory_release.ts`). A compiled `rune` cannot carry
+ * it: set it where the binary is started.
+ */
+export const LAUNCH_ENV: Readonly<Record<string, string>> = { DENO_USR2_MEMORY_TRIM: "1" };

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DEV_PERMISSIONS } from "../scripts/permissions.ts";
+import { DEV_PERMISSIONS, LAUNCH_ENV } from "../scripts/permissions.ts";
 import { Client, StdioClientTransport } from "./sdk_client.ts";
 
 /** The permissions `deno task serve` uses. */
@@ -18,7 +18,12 @@ export const SERVE_PERMISSIONS: readonly string[] = DEV_PERMISSIONS;
 export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
   // A configuration directory that does not exist: the developer's ~/.config/rune/config.json
   // (or a cloud key variable) must not change what the tests see.
-  const env: Record<string, string> = { NO_COLOR: "1", XDG_CONFIG_HOME: "/nonexistent/rune-tests" };
+  // The launchers' environment too (DENO_USR2_MEMORY_TRIM): the daemon runs as installed.
+  const env: Record<string, string> = {
+    ...LAUNCH_ENV,
+    NO_COLOR: "1",
+    XDG_CONFIG_HOME: "/nonexistent/rune-tests",
+  };
   for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
@@ -54,7 +59,7 @@ export async function connectStdio(
   const transport = new StdioClientTransport({
     command: Deno.execPath(),
     args: serveArgs(ollamaHost, ["--stdio", ...(options.args ?? [])]),
-    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
+    env: { ...LAUNCH_ENV, NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "" },
     stderr: "pipe",
   });
   let stderr = "";

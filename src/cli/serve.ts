@@ -28,6 +28,7 @@ import {
 } from "../transports/header_guard.ts";
 import { isLoopback } from "../transports/security.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../transports/jsonrpc.ts";
+import { canReleaseMemory, watchMemoryRelease } from "../transports/memory_release.ts";
 import { FLEET_FLAGS_HELP, fleetFlags, setupFleet } from "./fleet.ts";
 import type { Io } from "./output.ts";
 import { listenerOrigin, REMOTE_FLAGS_HELP, remoteFlags, remoteSetup } from "./remote_options.ts";
@@ -80,6 +81,9 @@ Limits and timeouts:
   --max-header-connections N  connections still sending request headers; more get 503
                             (default 256)
   --shutdown-grace SECS     on SIGINT/SIGTERM, let calls finish for SECS (default 10)
+  --release-memory-after N  once N sessions ended and no new one came for 2 s, return freed
+                            memory to the system (needs DENO_USR2_MEMORY_TRIM, which the
+                            launchers set; Linux; default 100, 0 never)
   --log-level LEVEL         debug, info, warning, error or silent (default info)
 Tools:
   --tools SET               per-provider (ai_<id>_*), router (ai_generate & co. with
@@ -114,6 +118,7 @@ const serveFlags = {
   "header-timeout": { type: "string" },
   "max-header-connections": { type: "string" },
   "shutdown-grace": { type: "string" },
+  "release-memory-after": { type: "string" },
   "log-level": { type: "string" },
   tools: { type: "string" },
   "allow-model-management": { type: "boolean" },
@@ -464,6 +469,11 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       hosts: () => fleet.hostGauges(),
       cacheBytes: () => fleet.cacheBytes(),
     });
+    // Memory freed after a load peak goes back to the system (see memory_release.ts).
+    const releaseAfter = intFlag(values["release-memory-after"], "release-memory-after", 100);
+    const memory = network && releaseAfter > 0 && canReleaseMemory()
+      ? watchMemoryRelease({ churn: () => network.handler.churn(), minEnded: releaseAfter, log })
+      : undefined;
     const stdioDone = useStdio
       ? serveStdioSession(deps, {
         signal: stopStdio.signal,
@@ -489,6 +499,7 @@ export async function runServe(args: string[], io: Io): Promise<number> {
       stop.signal.addEventListener("abort", () => resolve(), { once: true });
     });
     log("info", "shutting down: no new sessions; waiting for calls in flight");
+    memory?.stop();
     network?.handler.drain();
     stdioTransport?.drain();
     const inFlight = () => (network?.handler.inFlight() ?? 0) + (stdioTransport?.inFlight ?? 0);

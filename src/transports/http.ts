@@ -120,6 +120,11 @@ export interface Handler {
   (request: Request, info?: { remoteAddr: Deno.Addr }): Promise<Response>;
   /** Open sessions by transport. */
   sessions(): { websocket: number; http: number };
+  /**
+   * Sessions and stateless requests opened and ended since the start (the
+   * session cap's counts), for the memory release after load.
+   */
+  churn(): { opened: number; ended: number };
   /** Requests in flight across all sessions. */
   inFlight(): number;
   /** Refuses new sessions and requests from now on (503). */
@@ -422,6 +427,7 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   return Object.assign(handler, {
     sessions: () => ({ websocket: sockets.size, http: http?.sessions() ?? 0 }),
+    churn: () => ({ opened: slots.opened, ended: slots.ended }),
     inFlight: () =>
       [...sockets].reduce((sum, s) => sum + s.transport.inFlight, 0) + (http?.inFlight() ?? 0),
     drain: () => {

@@ -16,6 +16,10 @@ export interface SessionSlots {
   readonly limit: number;
   /** Slots taken now. */
   readonly used: number;
+  /** Slots taken since the start (sessions and requests opened). */
+  readonly opened: number;
+  /** Slots given back since the start (sessions and requests ended). */
+  readonly ended: number;
   /** Takes a slot if one is free. */
   tryReserve(): boolean;
   /** Gives a slot back. */
@@ -25,18 +29,30 @@ export interface SessionSlots {
 /** Creates a cap of `limit` slots. */
 export function createSessionSlots(limit: number): SessionSlots {
   let used = 0;
+  let opened = 0;
+  let ended = 0;
   return {
     limit,
     get used() {
       return used;
     },
+    get opened() {
+      return opened;
+    },
+    get ended() {
+      return ended;
+    },
     tryReserve() {
       if (used >= limit) return false;
       used++;
+      opened++;
       return true;
     },
     release() {
-      if (used > 0) used--;
+      if (used > 0) {
+        used--;
+        ended++;
+      }
     },
   };
 }

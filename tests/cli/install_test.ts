@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { VERSION } from "../../src/version.ts";
 import { compile, CompileError, denortUrl } from "../../scripts/compile.ts";
 import { shimText } from "../../scripts/install.ts";
-import { DEV_PERMISSIONS, INSTALLED_PERMISSIONS } from "../../scripts/permissions.ts";
+import { DEV_PERMISSIONS, INSTALLED_PERMISSIONS, LAUNCH_ENV } from "../../scripts/permissions.ts";
 import { splitLines } from "../../src/providers/ndjson.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -48,10 +48,11 @@ Deno.test("every task runs with explicit permissions, the dev tasks with the sha
     assert.ok(!/(^|\s)(-A|--allow-all)(\s|$)/.test(task), `task ${name} never uses -A`);
   }
   for (const name of ["serve", "rune"]) {
+    const env = Object.entries(LAUNCH_ENV).map(([variable, value]) => `${variable}=${value}`);
     const words = tasks()[name].split(" ");
-    assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
+    assert.deepEqual(words.slice(0, env.length + 2), [...env, "deno", "run"], `task ${name}`);
     assert.deepEqual(
-      words.slice(2, 2 + DEV_PERMISSIONS.length),
+      words.slice(env.length + 2, env.length + 2 + DEV_PERMISSIONS.length),
       [...DEV_PERMISSIONS],
       `task ${name}`,
     );

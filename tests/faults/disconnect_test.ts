@@ -5,8 +5,8 @@
  * connection. Every upstream request must be aborted and no session may
  * outlive its client, wave after wave; the daemon then still serves. All
  * of it is read off the wire (the double's stream counts, `/healthz`), so
- * nothing depends on timing; the daemon's memory after such a storm is a
- * figure of `deno task bench`, not a test.
+ * nothing depends on timing. The daemon's memory after such storms is
+ * `churn_test.ts` (short) and `bench/churn.ts ws-churn` (full size).
  *
  * @module
  */

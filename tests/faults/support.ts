@@ -13,6 +13,7 @@
 
 import assert from "node:assert/strict";
 import { splitLines } from "../../src/providers/ndjson.ts";
+import { LAUNCH_ENV } from "../../scripts/permissions.ts";
 import { resultText } from "../mcp_calls.ts";
 import { serveArgs } from "../stdio_client.ts";
 
@@ -52,6 +53,11 @@ export interface FaultDaemon {
   readonly exited: boolean;
   /** Everything written to stderr so far. */
   stderr(): string;
+  /**
+   * Resolves once stderr has a line matching `pattern` for which `accept`
+   * (given the match) is true; rejects if the daemon exits first.
+   */
+  waitForLine(pattern: RegExp, accept?: (match: RegExpExecArray) => boolean): Promise<void>;
   /** Sends SIGTERM, drains the pipes, closes stdin and resolves to the exit status. */
   stop(): Promise<Deno.CommandStatus>;
 }
@@ -90,7 +96,8 @@ export async function spawnDaemon(
     stdin: stdio ? "piped" : "null",
     stdout: stdio ? "piped" : "null",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    // As the launchers start it (DENO_USR2_MEMORY_TRIM: memory is released after load).
+    env: { ...LAUNCH_ENV, NO_COLOR: "1" },
   }).spawn();
   let exited = false;
   const status = child.status.then((s) => {
@@ -100,14 +107,44 @@ export async function spawnDaemon(
 
   let text = "";
   const seen = Promise.withResolvers<string>();
+  type LineWaiter = { test: (line: string) => boolean; done: PromiseWithResolvers<void> };
+  const waiters = new Set<LineWaiter>();
+  let partial = "";
   const drained = (async () => {
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
       text += chunk;
       const match = LISTENING.exec(text);
       if (match) seen.resolve(match[1]);
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) {
+        for (const waiter of waiters) {
+          if (waiter.test(line)) {
+            waiters.delete(waiter);
+            waiter.done.resolve();
+          }
+        }
+      }
     }
     seen.reject(new Error(`the daemon exited before listening; stderr:\n${text}`));
+    for (const waiter of waiters) waiter.done.reject(new Error("the daemon exited"));
+    waiters.clear();
   })();
+  function waitForLine(
+    pattern: RegExp,
+    accept: (match: RegExpExecArray) => boolean = () => true,
+  ): Promise<void> {
+    const done = Promise.withResolvers<void>();
+    const test = (line: string) => {
+      const match = pattern.exec(line);
+      return match !== null && accept(match);
+    };
+    // Lines already read count too.
+    if (text.split("\n").slice(0, -1).some(test)) done.resolve();
+    else if (exited) done.reject(new Error("the daemon exited"));
+    else waiters.add({ test, done });
+    return done.promise;
+  }
 
   let channel: LineChannel | undefined;
   let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -173,6 +210,7 @@ export async function spawnDaemon(
       return exited;
     },
     stderr: () => text,
+    waitForLine,
     stop,
   };
 }

@@ -34,6 +34,17 @@ Deno.test("extra releases do not create slots", () => {
   assert.equal(slots.tryReserve(), false, "still one slot");
 });
 
+Deno.test("opened and ended count reservations and releases, not refusals or extra releases", () => {
+  const slots = createSessionSlots(2);
+  slots.tryReserve();
+  slots.tryReserve();
+  slots.tryReserve();
+  slots.release();
+  slots.release();
+  slots.release();
+  assert.deepEqual([slots.opened, slots.ended, slots.used], [2, 2, 0]);
+});
+
 Deno.test("a cap of zero refuses every reservation", () => {
   const slots = createSessionSlots(0);
   assert.equal(slots.tryReserve(), false);
