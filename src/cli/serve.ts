@@ -471,8 +471,14 @@ export async function runServe(args: string[], io: Io): Promise<number> {
     });
     // Memory freed after a load peak goes back to the system (see memory_release.ts).
     const releaseAfter = intFlag(values["release-memory-after"], "release-memory-after", 100);
-    const memory = network && releaseAfter > 0 && canReleaseMemory()
-      ? watchMemoryRelease({ churn: () => network.handler.churn(), minEnded: releaseAfter, log })
+    const memory = releaseAfter > 0 && canReleaseMemory()
+      ? watchMemoryRelease({
+        churn: () => network?.handler.churn() ?? { opened: 0, ended: 0 },
+        minEnded: releaseAfter,
+        // Start-up garbage too: a stdio daemon idles for hours after it.
+        afterStartMs: 500,
+        log,
+      })
       : undefined;
     const stdioDone = useStdio
       ? serveStdioSession(deps, {

@@ -70,3 +70,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test("memory freed during start-up is released once, without any session ending", async () => {
+  let released = 0;
+  const first = Promise.withResolvers<void>();
+  const watch = watchMemoryRelease({
+    minEnded: 1,
+    intervalMs: 5,
+    afterStartMs: 20,
+    churn: () => ({ opened: 0, ended: 0 }),
+    release: () => {
+      released++;
+      first.resolve();
+    },
+  });
+  try {
+    await awaitAlive(first.promise);
+    // Ten more looks at a churn that never moves: no second release.
+    await awaitAlive(new Promise((resolve) => setTimeout(resolve, 50)));
+    assert.equal(released, 1);
+    assert.equal(watch.releases, 1);
+  } finally {
+    watch.stop();
+  }
+});
