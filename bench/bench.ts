@@ -310,6 +310,13 @@ async function capacitySection(
   results.idleRss.runeNetworkFresh = await rssBytes(fresh.pid);
   results.capacity = await measureCapacity(fresh, plan.sessions);
   await fresh.stop();
+  log(`capacity: the same with the header guard off (--header-timeout 0)`);
+  const unguarded = await daemon(cleanup, double.host, {
+    extra: ["--max-sessions", String(plan.sessions + 100), "--header-timeout", "0"],
+  });
+  await sleep(1_000);
+  results.capacityUnguarded = await measureCapacity(unguarded, plan.sessions);
+  await unguarded.stop();
 }
 
 async function stormSection(plan: Plan, cleanup: Cleanup, results: Results): Promise<void> {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { DEV_PERMISSIONS } from "../scripts/permissions.ts";
+import { DEV_PERMISSIONS, LAUNCH_ENV } from "../scripts/permissions.ts";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
@@ -342,6 +342,15 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
   return { ...env, ...extra };
 }
 
+/**
+ * {@linkcode cleanEnv} plus what the launchers (`deno task serve`, the
+ * installed `rune`) put in the daemon's environment, so Rune is measured as
+ * users run it.
+ */
+export function runeEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return cleanEnv({ ...LAUNCH_ENV, ...extra });
+}
+
 /** The permissions `deno task serve` grants the daemon. */
 export const RUNE_PERMISSIONS: readonly string[] = DEV_PERMISSIONS;
 
@@ -399,7 +408,7 @@ export async function startRuneDaemon(
       ...(options.extra ?? []),
     ],
     cwd: ROOT,
-    env: cleanEnv(options.env),
+    env: runeEnv(options.env),
     clearEnv: true,
     stdin: "null",
     stdout: "null",

@@ -21,6 +21,7 @@ import {
   ROOT,
   rssBytes,
   type RuneDaemon,
+  runeEnv,
   type RuneOptions,
   runeStdioArgs,
   sampleRss,
@@ -88,7 +89,7 @@ export interface StdioRuneOptions extends Pick<RuneOptions, "denoFlags" | "env">
 /** Spawns `rune serve --stdio` (not yet opened). */
 export function spawnRuneStdio(ollamaHost: string, options: StdioRuneOptions = {}): StdioClient {
   return spawnStdio(Deno.execPath(), runeStdioArgs(ollamaHost, options), {
-    env: cleanEnv(options.env),
+    env: runeEnv(options.env),
     era: options.era ?? "legacy",
   });
 }
