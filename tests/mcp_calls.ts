@@ -94,3 +94,58 @@ export function rpcReply(contentType: string | null, text: string): Record<strin
   if (reply === undefined) throw new Error(`no response in the event stream: ${text}`);
   return reply;
 }
+
+/** The params of a `notifications/progress` as they came over the wire. */
+export interface WireProgress {
+  /** The request's progress token. */
+  progressToken: string | number;
+  /** Progress so far. */
+  progress: number;
+  /** Total, when known. */
+  total?: number;
+  /** The text delta or status. */
+  message?: string;
+}
+
+/** A JSON-RPC message as a transport hands it to its client. */
+type WireMessage = { method?: string; params?: unknown };
+
+/** What {@linkcode tapProgress} uses of a transport (both SDK lines have it). */
+interface TappedTransport {
+  onmessage?: (message: WireMessage, extra?: unknown) => void;
+}
+
+/** Progress notifications a client received, recorded as they reach its transport. */
+export interface ProgressTap {
+  /** Every progress notification received since the tap, in wire order. */
+  readonly received: WireProgress[];
+  /** The messages of those for `token` (all when omitted), joined. */
+  text(token?: string | number): string;
+}
+
+/**
+ * Records the progress notifications `client` receives, in wire order, as
+ * they reach its transport: the SDK client's own `onprogress` runs a
+ * microtask late and drops a notification that arrives in the same read as
+ * the result (its progress handler is gone by then), so a test that counts
+ * or joins what `onprogress` saw depends on timing. Call after `connect`.
+ */
+export function tapProgress(client: { readonly transport?: unknown }): ProgressTap {
+  // The v1 and v2 clients type their transports' handlers generically; this reads any message.
+  const transport = client.transport as TappedTransport | undefined;
+  if (!transport) throw new Error("tapProgress: connect the client first");
+  const received: WireProgress[] = [];
+  const deliver = transport.onmessage?.bind(transport);
+  transport.onmessage = (message, extra) => {
+    if (message.method === "notifications/progress") {
+      received.push(message.params as unknown as WireProgress);
+    }
+    deliver?.(message, extra);
+  };
+  return {
+    received,
+    text: (token) =>
+      received.filter((p) => token === undefined || p.progressToken === token)
+        .map((p) => p.message ?? "").join(""),
+  };
+}

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { resultText } from "../mcp_calls.ts";
+import { resultText, tapProgress } from "../mcp_calls.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import type { CallToolResult } from "../sdk_client.ts";
 import { connectStdio, type StdioSession } from "../stdio_client.ts";
@@ -51,12 +51,14 @@ Deno.test("with --allow-model-management a pull streams byte progress to the end
   await withSession(["--allow-model-management"], async ({ client }, double) => {
     const { tools } = await client.listTools();
     assert.deepEqual(manageTools(tools.map((t) => t.name)), MANAGE_TOOLS);
-    const progress: { progress: number; total?: number; message?: string }[] = [];
+    // Read on the wire: the SDK client's onprogress drops what shares a read with the result.
+    const wire = tapProgress(client);
     const result = await client.callTool(
       { name: "ai_ollama_pull", arguments: { model: "smollm2:135m" } },
       undefined,
-      { onprogress: (p) => progress.push(p) },
+      { onprogress: () => {} },
     ) as CallToolResult;
+    const progress = wire.received.map(({ progressToken: _, ...rest }) => rest);
     assert.equal(result.isError, undefined, resultText(result));
     const { total } = result.structuredContent as { total: number };
     assert.equal(total, 270890961);

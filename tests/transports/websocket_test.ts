@@ -11,7 +11,7 @@ import { startDaemon } from "../daemon.ts";
 import { type OllamaDouble, startOllamaDouble } from "../ollama_double.ts";
 import { type CallToolResult, Client, WebSocketClientTransport } from "../sdk_client.ts";
 import { maskedTextFrame, rawWebSocket, rssBytes } from "./raw_http.ts";
-import { assertCancelAbortsUpstream, resultText } from "../mcp_calls.ts";
+import { assertCancelAbortsUpstream, resultText, tapProgress } from "../mcp_calls.ts";
 
 async function wsClient(url: string): Promise<Client> {
   const client = new Client({ name: "ws-test", version: "1.0.0" });
@@ -76,15 +76,16 @@ Deno.test("a WebSocket client lists models, streams progress and gets the result
         arguments: {},
       }) as CallToolResult;
       assert.match(resultText(list), /llama3\.2:latest/);
-      const deltas: string[] = [];
+      const wire = tapProgress(client);
       const result = await client.callTool(
         { name: "ai_ollama_generate", arguments: { model: "llama3.2", prompt: "over the wire" } },
         undefined,
-        { onprogress: (p) => void deltas.push(p.message ?? "") },
+        { onprogress: () => {} },
       ) as CallToolResult;
       assert.equal(resultText(result), "Echo: over the wire");
-      assert.ok(deltas.length >= 1);
-      assert.ok(resultText(result).startsWith(deltas.join("")));
+      // Every delta reached the client before the result, in order.
+      assert.ok(wire.received.length > 0, "progress notifications on the wire");
+      assert.equal(wire.text(), "Echo: over the wire");
     } finally {
       await client.close();
     }
