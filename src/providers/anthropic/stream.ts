@@ -23,6 +23,7 @@ import { LineTooLongError, preview } from "../ndjson.ts";
 import { type RetryJudge, type RetryOptions, withRetries } from "../retry.ts";
 import { type SseEvent, sseParser } from "../sse.ts";
 import { readStream, readText } from "../stream.ts";
+import { TextBuffer } from "../text_buffer.ts";
 import type { Chunk, FinalResult, ToolCall } from "../types.ts";
 import { checkReply } from "../validate.ts";
 import { toDoneReason, toUsage } from "./convert.ts";
@@ -261,7 +262,7 @@ class MessageAssembler {
   #begun = false;
   #usage: AnthropicUsage = {};
   #blocks = new Map<number, Block>();
-  #text = "";
+  #text = new TextBuffer();
   #thinking = "";
   #thinkingBlocks: ThinkingBlock[] = [];
   #toolCalls: ToolCall[] = [];
@@ -313,7 +314,7 @@ class MessageAssembler {
     this.#blocks.set(index, block);
     switch (start.type) {
       case "text":
-        return start.text ? this.#addText(block, start.text) : [];
+        return start.text ? this.#addText(start.text) : [];
       case "thinking":
         if (start.signature) block.signature = start.signature;
         return start.thinking ? this.#addThinking(block, start.thinking) : [];
@@ -353,7 +354,7 @@ class MessageAssembler {
     switch (delta.type) {
       case "text_delta":
         if (block.type !== "text") throw this.#invalid(`a text_delta for a ${block.type} block`);
-        return this.#addText(block, field("text"));
+        return this.#addText(field("text"));
       case "thinking_delta":
         if (block.type !== "thinking") {
           throw this.#invalid(`a thinking_delta for a ${block.type} block`);
@@ -380,10 +381,10 @@ class MessageAssembler {
     }
   }
 
-  #addText(block: Block, text: string): Chunk[] {
+  #addText(text: string): Chunk[] {
     this.#budget.add(text);
-    block.text += text;
-    this.#text += text;
+    // A text block's own text is never read: only the whole reply's is kept.
+    this.#text.add(text);
     return [{ type: "text", text }];
   }
 
@@ -469,7 +470,7 @@ class MessageAssembler {
     }
     const result: FinalResult = {
       model: this.#model,
-      text: this.#text,
+      text: this.#text.text,
       ...(this.#thinking && { thinking: this.#thinking }),
       toolCalls: this.#toolCalls,
       doneReason: toDoneReason(this.#stopReason, this.#toolCalls.length > 0),

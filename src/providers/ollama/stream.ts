@@ -20,6 +20,7 @@ import {
 } from "../http.ts";
 import { ndjsonParser, ParseRefusal } from "../ndjson.ts";
 import { readStream, readText } from "../stream.ts";
+import { TextBuffer } from "../text_buffer.ts";
 import type { Chunk, DoneReason, FinalResult, ToolCall } from "../types.ts";
 import { checkReply } from "../validate.ts";
 import { toUsage } from "./convert.ts";
@@ -49,8 +50,8 @@ export async function* streamCompletion(
   const deadline = startCall(upstream, options.signal);
   const model = options.model ?? "";
   const budget = new StreamBudget(upstream, upstream.limits.maxStreamBytes);
-  let text = "";
-  let thinking = "";
+  const text = new TextBuffer();
+  const thinking = new TextBuffer();
   const toolCalls: ToolCall[] = [];
   let lines = 0;
   try {
@@ -106,12 +107,12 @@ export async function* streamCompletion(
         const thought = line.thinking ?? line.message?.thinking ?? "";
         if (thought) {
           budget.add(thought);
-          thinking += thought;
+          thinking.add(thought);
           yield { type: "thinking", text: thought };
         }
         if (delta) {
           budget.add(delta);
-          text += delta;
+          text.add(delta);
           yield { type: "text", text: delta };
         }
         const calls = line.message?.tool_calls;
@@ -127,8 +128,8 @@ export async function* streamCompletion(
         if (line.done) {
           const result: FinalResult = {
             model: line.model ?? model,
-            text,
-            ...(thinking && { thinking }),
+            text: text.text,
+            ...(!thinking.empty && { thinking: thinking.text }),
             toolCalls,
             doneReason: doneReason(line.done_reason, toolCalls.length > 0),
             usage: toUsage(line),

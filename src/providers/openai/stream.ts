@@ -29,6 +29,7 @@ import { describeBody, exchange, type HttpUpstream, startCall } from "../http.ts
 import { LineTooLongError } from "../ndjson.ts";
 import { sseParser } from "../sse.ts";
 import { readStream, readText } from "../stream.ts";
+import { TextBuffer } from "../text_buffer.ts";
 import type { Chunk, FinalResult, ToolCall, Usage } from "../types.ts";
 import { checkReply } from "../validate.ts";
 import { doneReason, parseArguments, toToolCall, toUsage } from "./convert.ts";
@@ -137,8 +138,8 @@ export async function* streamChat(
     let finish: string | null | undefined;
     let usage: Usage = {};
     let served = model;
-    let text = "";
-    let thinking = "";
+    const text = new TextBuffer();
+    const thinking = new TextBuffer();
     const calls = new Map<number, PartialCall>();
     try {
       while (true) {
@@ -196,7 +197,7 @@ export async function* streamChat(
           const thought = delta.reasoning_content ?? delta.reasoning;
           if (thought) {
             budget.add(thought);
-            thinking += thought;
+            thinking.add(thought);
             content = true;
             yield { type: "thinking", text: thought };
           }
@@ -204,7 +205,7 @@ export async function* streamChat(
           const said = delta.content || delta.refusal;
           if (said) {
             budget.add(said);
-            text += said;
+            text.add(said);
             content = true;
             yield { type: "text", text: said };
           }
@@ -250,8 +251,8 @@ export async function* streamChat(
     if (toolCalls.length) yield { type: "tool_calls", toolCalls };
     const result: FinalResult = {
       model: served,
-      text,
-      ...(thinking && { thinking }),
+      text: text.text,
+      ...(!thinking.empty && { thinking: thinking.text }),
       toolCalls,
       doneReason: doneReason(finish, toolCalls.length > 0),
       usage,
