@@ -90,6 +90,15 @@ export function watchMemoryRelease(options: MemoryReleaseOptions): MemoryRelease
     release = () => Deno.kill(Deno.pid, "SIGUSR2");
   }
   let releases = 0;
+  const releaseNow = (why: string, level: "info" | "debug") => {
+    log(level, `releasing memory: ${why}`);
+    releases++;
+    try {
+      release();
+    } catch (error) {
+      log("warning", `could not release memory: ${(error as Error).message}`);
+    }
+  };
   let { opened: lastOpened, ended: endedAtRelease } = options.churn();
   const timer = setInterval(() => {
     const { opened, ended } = options.churn();
@@ -97,27 +106,13 @@ export function watchMemoryRelease(options: MemoryReleaseOptions): MemoryRelease
     lastOpened = opened;
     if (!quiet || ended - endedAtRelease < minEnded) return;
     // Tests and benchmarks read this line: it marks the release (and counts every session).
-    log("info", `releasing memory: ${ended - endedAtRelease} sessions ended (${ended} in all)`);
+    releaseNow(`${ended - endedAtRelease} sessions ended (${ended} in all)`, "info");
     endedAtRelease = ended;
-    releases++;
-    try {
-      release();
-    } catch (error) {
-      log("warning", `could not release memory: ${(error as Error).message}`);
-    }
   }, intervalMs);
   // The watch alone never keeps the daemon running.
   Deno.unrefTimer(timer);
   const afterStart = options.afterStartMs
-    ? setTimeout(() => {
-      log("debug", "releasing memory freed during start-up");
-      releases++;
-      try {
-        release();
-      } catch (error) {
-        log("warning", `could not release memory: ${(error as Error).message}`);
-      }
-    }, options.afterStartMs)
+    ? setTimeout(() => releaseNow("freed during start-up", "debug"), options.afterStartMs)
     : undefined;
   if (afterStart !== undefined) Deno.unrefTimer(afterStart);
   return {
