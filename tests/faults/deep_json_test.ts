@@ -19,6 +19,7 @@
  */
 
 import assert from "node:assert/strict";
+import { rpcReply } from "../mcp_calls.ts";
 import { MAX_PASSTHROUGH_DEPTH, MAX_PASSTHROUGH_VALUES } from "../../src/mcp/tools/schemas.ts";
 import { MAX_MESSAGE_DEPTH, MAX_MESSAGE_ELEMENTS } from "../../src/transports/json_bounds.ts";
 import { startOllamaDouble } from "../ollama_double.ts";
@@ -93,13 +94,7 @@ interface Wire {
 
 /** The JSON-RPC reply in an HTTP response: a JSON body, or the last SSE `data:` line. */
 async function replyOf(response: Response): Promise<Message> {
-  const text = await response.text();
-  if (!(response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
-    return JSON.parse(text);
-  }
-  const data = text.split("\n").filter((line) => line.startsWith("data:")).at(-1);
-  if (!data) throw new Error(`no SSE data in ${text.slice(0, 200)}`);
-  return JSON.parse(data.slice(5));
+  return rpcReply(response.headers.get("content-type"), await response.text()) as Message;
 }
 
 const encodings = new Map<string, Uint8Array<ArrayBuffer>>();

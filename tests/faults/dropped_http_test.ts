@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import { type Daemon, startDaemon } from "../daemon.ts";
-import { resultText } from "../mcp_calls.ts";
+import { resultText, rpcReply } from "../mcp_calls.ts";
 import { startOllamaDouble } from "../ollama_double.ts";
 import { writeAll } from "../transports/raw_http.ts";
 import { INITIALIZED, initializeRequest, within } from "./support.ts";
@@ -92,9 +92,8 @@ async function post(url: string, headers: Record<string, string>, body: unknown)
     },
     body: JSON.stringify(body),
   });
-  const text = await response.text();
-  const data = text.split("\n").filter((l) => l.startsWith("data:")).at(-1);
-  return { status: response.status, reply: data ? JSON.parse(data.slice(5)) : JSON.parse(text) };
+  const reply = rpcReply(response.headers.get("content-type"), await response.text());
+  return { status: response.status, reply };
 }
 
 async function openSession(daemon: Daemon): Promise<string> {

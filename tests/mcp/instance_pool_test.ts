@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { rpcReply } from "../mcp_calls.ts";
 import { createMcpHandler, type McpServer } from "@modelcontextprotocol/server";
 import { pooledFactory } from "../../src/mcp/instance_pool.ts";
 import { createMcpServer, ownerOf } from "../../src/mcp/server.ts";
@@ -72,10 +73,7 @@ async function call(
   );
   const text = await response.text();
   assert.equal(response.status, 200, text);
-  const json = text.startsWith("{")
-    ? JSON.parse(text)
-    : JSON.parse(text.split("\n").filter((l) => l.startsWith("data: ")).at(-1)!.slice(6));
-  return json;
+  return rpcReply(response.headers.get("content-type"), text);
 }
 
 function generate(prompt: string) {
