@@ -31,6 +31,7 @@ import {
   type StoredCredential,
 } from "../credentials/store.ts";
 import { UsageError } from "../errors.ts";
+import { concat } from "../bytes.ts";
 import { REGISTRY } from "../providers/registry.ts";
 import { type Io, style } from "./output.ts";
 import { parseFlags, secondsFlag } from "./options.ts";
@@ -383,7 +384,7 @@ async function readKey(io: Io): Promise<string> {
     } finally {
       reader.releaseLock();
     }
-    return new TextDecoder().decode(concat(chunks, size));
+    return new TextDecoder().decode(concat(chunks));
   }
   // Raw mode before the prompt: nothing typed after the prompt can be echoed.
   Deno.stdin.setRaw(true);
@@ -410,14 +411,4 @@ async function readKey(io: Io): Promise<string> {
     io.err("\n");
     typed.fill(0);
   }
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return all;
 }

@@ -22,7 +22,7 @@
 
 import { Buffer } from "node:buffer";
 import { StoreKeyError } from "./errors.ts";
-import { writeAll } from "./files.ts";
+import { writeAll } from "../bytes.ts";
 
 /** Where the store's key comes from. */
 export type KeySource = "keyring" | "passphrase" | "key-file";

@@ -15,7 +15,7 @@
  */
 
 import { StoreLockedError } from "./errors.ts";
-import { writeAll } from "./files.ts";
+import { writeAll } from "../bytes.ts";
 
 /** Options of {@linkcode withLock}. */
 export interface LockOptions {

@@ -31,7 +31,7 @@ import {
   resolveKey,
   type StoreKey,
 } from "./keys.ts";
-import { writeAll } from "./files.ts";
+import { writeAll } from "../bytes.ts";
 import { type LockOptions, withLock } from "./lock.ts";
 
 /** The store's file name in `$RUNE_HOME`. */

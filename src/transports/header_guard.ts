@@ -29,6 +29,7 @@
  * @module
  */
 
+import { concat, writeAll } from "../bytes.ts";
 import type { Logger } from "../log.ts";
 import { HeaderTooLargeError, RequestFraming } from "./request_framing.ts";
 
@@ -417,19 +418,4 @@ async function copy(from: Deno.Conn, to: Deno.Conn): Promise<void> {
   } catch {
     // Either side closed or reset: the caller closes both.
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
